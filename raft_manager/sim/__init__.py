@@ -1,0 +1,1 @@
+"""A deterministic Raft cluster simulator: virtual time, a faulty network, crashes, invariants."""

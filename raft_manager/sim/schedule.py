@@ -1,0 +1,241 @@
+"""One seeded fault schedule: chaos for a while, then heal and demand progress.
+
+Theory of operation: the seed alone decides everything (cluster size when not fixed, the Raft
+tunables, every fault and client operation), so a failing seed replays exactly. A run has two
+phases:
+
+1. Chaos, `steps` ticks: each tick may inject faults (crash, crash in the middle of a write,
+   restart, symmetric and asymmetric partitions, healing, loss / duplication / long-delay rates,
+   log compaction, leadership transfer) and client work (writes and linearizable reads), then
+   advances virtual time. Disk writes take 0 to `disk_latency` ticks (0, 1 or 3 by seed), so
+   crashes also strike writes in flight. The invariant checker runs inside every node step.
+2. Liveness: the network heals and every node restarts. A fresh write must then commit, and the
+   cluster must never stall on the way: every `stall_bound` ticks (an election included) the commit
+   index must advance or the nodes together must durably hold more entries than ever before;
+   and the write must commit within `liveness_bound` ticks (generous: it waits behind whatever
+   backlog the chaos left, and with one entry per message, a window of one and slow disks a
+   backlog drains slowly). Otherwise the run fails with a Liveness violation.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from raft_manager.core import Role
+
+from .cluster import SimCluster
+from .invariants import InvariantViolation
+from .network import LinkFaults
+
+KEYS = ("k0", "k1", "k2", "k3")
+ELECTION_TICK = 10
+
+
+@dataclass(frozen=True, slots=True)
+class SimOptions:
+    nodes: int | None = None  # None: 3 or 5, chosen by the seed
+    steps: int = 300
+    stall_bound: int = 10 * ELECTION_TICK
+    liveness_bound: int = 300 * ELECTION_TICK
+
+
+@dataclass(slots=True)
+class Violation:
+    seed: int
+    invariant: str
+    detail: str
+    trace: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class SeedResult:
+    seed: int
+    nodes: int
+    config: dict[str, Any]
+    ticks: int = 0
+    node_steps: int = 0
+    elections: int = 0
+    commits: int = 0
+    reads_served: int = 0
+    crashes: int = 0
+    liveness_ticks: int = -1
+    violation: Violation | None = None
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def draw_config(rng: random.Random) -> dict[str, Any]:
+    """Raft tunables for one seed: features on or off, limits small enough to be exercised."""
+    check_quorum = rng.random() < 0.8
+    return {
+        "election_tick": ELECTION_TICK,
+        "heartbeat_tick": rng.choice((1, 1, 2, 3)),
+        "pre_vote": rng.random() < 0.8,
+        "check_quorum": check_quorum,
+        "lease_read": check_quorum and rng.random() < 0.5,
+        "max_msg_bytes": rng.choice((40, 200, 4096)),
+        "max_inflight_msgs": rng.choice((1, 4, 64)),
+        "max_inflight_bytes": rng.choice((500, 1 << 20)),
+        "snapshot_chunk_bytes": rng.choice((16, 64, 1 << 20)),
+    }
+
+
+class _Chaos:
+    """Draws and applies the chaos phase's faults and client operations."""
+
+    def __init__(self, cluster: SimCluster, rng: random.Random) -> None:
+        self.cluster = cluster
+        self.rng = rng
+        self.writes = 0
+        self.elections_seen = 0
+        self.doomed: dict[str, int] = {}  # node -> tick at which it crashes
+
+    def _churn(self) -> None:
+        """Now and then a freshly elected leader crashes a few ticks into its term, after it has
+        replicated part of its log: the histories of Figure 8 are made of exactly that."""
+        cluster, rng = self.cluster, self.rng
+        elections = cluster.stats["elections"]
+        if elections != self.elections_seen:
+            self.elections_seen = elections
+            leader = cluster.leader()
+            if leader is not None and rng.random() < 0.3:
+                self.doomed[leader.id] = cluster.now + rng.randint(1, 6)
+        for node_id, when in list(self.doomed.items()):
+            if when <= cluster.now:
+                del self.doomed[node_id]
+                cluster.crash(node_id)
+
+    def _believed_leader(self) -> str | None:
+        """A node that thinks it leads: stale leaders of older terms included, so that writes
+        also pile up on the wrong side of partitions and logs diverge."""
+        leaders = [node.id for node in self.cluster.live() if node.core().role is Role.LEADER]
+        return self.rng.choice(leaders) if leaders else None
+
+    def _client_target(self) -> str:
+        leader = self._believed_leader()
+        if leader is not None and self.rng.random() < 0.85:
+            return leader
+        return self.rng.choice(self.cluster.ids)
+
+    def act(self) -> None:
+        cluster, rng = self.cluster, self.rng
+        self._churn()
+        roll = rng.random()
+        if roll < 0.5:
+            self.writes += 1
+            cluster.propose(self._client_target(), rng.choice(KEYS), f"v{self.writes}")
+        elif roll < 0.7:
+            cluster.read(self._client_target(), rng.choice(KEYS))
+        roll = rng.random()
+        ids = cluster.ids
+        if roll < 0.03:
+            victim = self._believed_leader() if rng.random() < 0.7 else None
+            cluster.crash(victim or rng.choice(ids))
+        elif roll < 0.09:
+            down = [node_id for node_id in ids if not cluster.nodes[node_id].up]
+            if down:
+                cluster.restart(rng.choice(down))
+        elif roll < 0.10:
+            shuffled = list(ids)
+            rng.shuffle(shuffled)
+            cut = rng.randrange(1, len(shuffled))
+            cluster.partition(shuffled[:cut], shuffled[cut:])
+        elif roll < 0.11:
+            cluster.isolate(self._believed_leader() or rng.choice(ids))
+        elif roll < 0.115:
+            frm, to = rng.sample(ids, 2)
+            cluster.network.cut(frm, to)
+            cluster._note(f"cut {frm}->{to}")
+        elif roll < 0.13:
+            cluster.heal()
+        elif roll < 0.16:
+            cluster.compact(rng.choice(ids))
+        elif roll < 0.165:
+            cluster.transfer(rng.choice(ids))
+        elif roll < 0.175:
+            self._weather()
+
+    def _weather(self) -> None:
+        rng = self.rng
+        faults = self.cluster.network.faults
+        faults.drop_rate = rng.choice((0.0, 0.02, 0.1, 0.3))
+        faults.duplicate_rate = rng.choice((0.0, 0.05, 0.2))
+        faults.long_delay_rate = rng.choice((0.0, 0.05, 0.2))
+        faults.max_delay = rng.choice((1, 2, 4))
+        self.cluster._note(
+            f"weather drop={faults.drop_rate} dup={faults.duplicate_rate} "
+            f"long={faults.long_delay_rate} max_delay={faults.max_delay}"
+        )
+
+
+def _liveness(cluster: SimCluster, options: SimOptions, seed: int) -> int:
+    """Heal everything; return the ticks until a leader commits a fresh write."""
+    cluster.heal()
+    cluster.network.faults = LinkFaults()
+    for node_id in cluster.ids:
+        cluster.restart(node_id)
+    checker = cluster.checker
+    marker: tuple[str, int] | None = None  # (leader id, its term) that holds our write
+    value = f"live-{seed}"
+    progress_tick, best_commit, best_durable = 0, checker.commit_index, 0
+    for tick in range(1, options.liveness_bound + 1):
+        leader = cluster.leader()
+        if leader is not None and marker != (leader.id, leader.core().term):
+            term = leader.core().term
+            if cluster.propose(leader.id, "liveness", value) is not None:
+                marker = (leader.id, term)
+        cluster.tick()
+        if checker.value_at("liveness", checker.commit_index) == value:
+            return tick
+        durable = sum(node.storage.last_index for node in cluster.nodes.values())
+        if checker.commit_index > best_commit or durable > best_durable:
+            progress_tick = tick
+            best_commit = max(best_commit, checker.commit_index)
+            best_durable = max(best_durable, durable)
+        elif tick - progress_tick > options.stall_bound:
+            raise InvariantViolation(
+                "Liveness",
+                f"no progress for {options.stall_bound} ticks after healing: commit index "
+                f"{best_commit}, leader {leader.id if leader else 'none'}",
+            )
+    raise InvariantViolation(
+        "Liveness", f"the write did not commit within {options.liveness_bound} ticks of healing"
+    )
+
+
+def run_seed(seed: int, options: SimOptions) -> SeedResult:
+    started = time.perf_counter()
+    rng = random.Random(f"schedule/{seed}")
+    size = options.nodes or rng.choice((3, 5))
+    config = draw_config(rng)
+    disk_latency = rng.choice((0, 1, 3))
+    cluster = SimCluster(size, seed, disk_latency=disk_latency, **config)
+    result = SeedResult(seed=seed, nodes=size, config={**config, "disk_latency": disk_latency})
+    chaos = _Chaos(cluster, rng)
+    try:
+        for _ in range(options.steps):
+            chaos.act()
+            cluster.tick()
+        result.liveness_ticks = _liveness(cluster, options, seed)
+    except InvariantViolation as violation:
+        result.violation = Violation(
+            seed, violation.invariant, violation.detail, list(cluster.trace)
+        )
+    except Exception as error:  # a crash of the core or the simulator is a finding too
+        result.violation = Violation(
+            seed, "Unexpected Error", f"{type(error).__name__}: {error}", list(cluster.trace)
+        )
+    stats = cluster.stats
+    result.ticks = cluster.now
+    result.node_steps = stats["delivered"] + cluster.now * size
+    result.elections = stats["elections"]
+    result.commits = cluster.checker.commit_index
+    result.reads_served = stats["reads_served"]
+    result.crashes = stats["crashes"]
+    result.seconds = time.perf_counter() - started
+    return result

@@ -1,0 +1,1 @@
+"""Durable state of a Raft node: log entries, hard state and snapshots."""
