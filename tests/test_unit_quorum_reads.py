@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from raft_manager.core.quorum import VoteResult, majority, quorum_value, vote_result
-from raft_manager.core.read_only import PendingRead, ReadTracker
+from raft_manager.core.read_only import MAX_ROUNDS_KEPT, PendingRead, ReadTracker
 
 # -- majority / quorum_value ---------------------------------------------------------------------
 
@@ -193,3 +193,13 @@ def test_release_forgets_rounds_older_than_the_quorum_round() -> None:
     tracker.release(2)
     assert not tracker.lease_holds(1, 1, 100)
     assert tracker.lease_holds(2, 2, 100)
+
+
+def test_an_unanswered_leader_remembers_a_bounded_number_of_rounds() -> None:
+    tracker = ReadTracker()
+    for tick in range(MAX_ROUNDS_KEPT + 100):
+        tracker.new_round(tick)
+    last = tracker.round
+    # The oldest rounds are forgotten, which can only deny a lease (the safe direction).
+    assert not tracker.lease_holds(1, last, 10**9)
+    assert tracker.lease_holds(last, last - 1, 10)

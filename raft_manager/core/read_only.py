@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from .quorum import quorum_value
 from .types import NodeId
 
+MAX_ROUNDS_KEPT = 4096
+
 
 @dataclass(frozen=True, slots=True)
 class PendingRead:
@@ -51,7 +53,10 @@ class ReadTracker:
 
     def new_round(self, now: int) -> int:
         self.round += 1
-        self._sent_tick[self.round] = now
+        sent = self._sent_tick
+        sent[self.round] = now
+        if len(sent) > MAX_ROUNDS_KEPT:  # a leader nobody answers: forget its oldest rounds
+            del sent[next(iter(sent))]  # (losing one can only deny a lease, never grant one)
         return self.round
 
     def ack(self, peer: NodeId, round_: int) -> None:

@@ -119,7 +119,7 @@ class SimCluster:
         config = replace(self.base_config, id=node_id)
         node_rng = random.Random(f"{self.seed}/{node_id}/{node.incarnation}")
         node.raft = Raft(config, node_rng, restored)
-        self._note(f"start {node_id} term={node.raft.term} last={node.raft.log.last_index}")
+        self.note(f"start {node_id} term={node.raft.term} last={node.raft.log.last_index}")
         self.process(node)
 
     def crash(self, node_id: str) -> None:
@@ -132,7 +132,7 @@ class SimCluster:
         torn = " (write lost)" if node.write is not None else ""
         node.write = None
         self.stats["crashes"] += 1
-        self._note(f"crash {node.id}{torn}")
+        self.note(f"crash {node.id}{torn}")
 
     # -- driving ---------------------------------------------------------------------------------
 
@@ -200,7 +200,7 @@ class SimCluster:
         if ready.soft_state is not None and ready.soft_state.role is Role.LEADER:
             checker.on_leader(node.id, write.term)
             self.stats["elections"] += 1
-            self._note(f"{node.id} leads term {write.term}")
+            self.note(f"{node.id} leads term {write.term}")
         for msg in ready.messages:
             if not sendable_before_persist(msg):
                 self.network.send(msg, self.now)
@@ -208,7 +208,7 @@ class SimCluster:
             checker.on_restore(node.id, ready.snapshot)
             node.kv.restore(ready.snapshot.data)
             self.stats["snapshots_installed"] += 1
-            self._note(f"{node.id} installs snapshot {ready.snapshot.meta.index}")
+            self.note(f"{node.id} installs snapshot {ready.snapshot.meta.index}")
         for entry in ready.committed_entries:
             checker.on_apply(node.id, entry)
             node.kv.apply(entry)
@@ -239,7 +239,7 @@ class SimCluster:
         except (NotLeader, ProposalDropped):
             return None
         self.stats["proposals"] += 1
-        self._note(f"propose {key}={value} at {node_id} -> {index}")
+        self.note(f"propose {key}={value} at {node_id} -> {index}")
         self.process(node)
         return index
 
@@ -283,7 +283,7 @@ class SimCluster:
         node.storage.compact(snapshot)
         self.checker.on_compact(node_id, snapshot)
         self.stats["compactions"] += 1
-        self._note(f"{node_id} compacts to {snapshot.meta.index}")
+        self.note(f"{node_id} compacts to {snapshot.meta.index}")
         return True
 
     def transfer(self, target: str) -> bool:
@@ -294,7 +294,7 @@ class SimCluster:
             leader.core().transfer_leadership(target)
         except RaftError:
             return False
-        self._note(f"transfer {leader.id} -> {target}")
+        self.note(f"transfer {leader.id} -> {target}")
         self.process(leader)
         return True
 
@@ -303,15 +303,19 @@ class SimCluster:
     def partition(self, *groups: Iterable[str]) -> None:
         groups_list = [sorted(group) for group in groups]
         self.network.partition(*groups_list)
-        self._note(f"partition {groups_list}")
+        self.note(f"partition {groups_list}")
 
     def isolate(self, node_id: str) -> None:
         self.network.isolate(node_id, self.ids)
-        self._note(f"isolate {node_id}")
+        self.note(f"isolate {node_id}")
+
+    def cut(self, frm: str, to: str) -> None:
+        self.network.cut(frm, to)
+        self.note(f"cut {frm}->{to}")
 
     def heal(self) -> None:
         self.network.heal()
-        self._note("heal")
+        self.note("heal")
 
-    def _note(self, event: str) -> None:
+    def note(self, event: str) -> None:
         self.trace.append(f"t={self.now} {event}")

@@ -140,6 +140,8 @@ class _Chaos:
             down = [node_id for node_id in ids if not cluster.nodes[node_id].up]
             if down:
                 cluster.restart(rng.choice(down))
+        elif len(ids) == 1 and roll < 0.115:
+            pass  # a single node has no links to cut
         elif roll < 0.10:
             shuffled = list(ids)
             rng.shuffle(shuffled)
@@ -149,8 +151,7 @@ class _Chaos:
             cluster.isolate(self._believed_leader() or rng.choice(ids))
         elif roll < 0.115:
             frm, to = rng.sample(ids, 2)
-            cluster.network.cut(frm, to)
-            cluster._note(f"cut {frm}->{to}")
+            cluster.cut(frm, to)
         elif roll < 0.13:
             cluster.heal()
         elif roll < 0.16:
@@ -167,7 +168,7 @@ class _Chaos:
         faults.duplicate_rate = rng.choice((0.0, 0.05, 0.2))
         faults.long_delay_rate = rng.choice((0.0, 0.05, 0.2))
         faults.max_delay = rng.choice((1, 2, 4))
-        self.cluster._note(
+        self.cluster.note(
             f"weather drop={faults.drop_rate} dup={faults.duplicate_rate} "
             f"long={faults.long_delay_rate} max_delay={faults.max_delay}"
         )
