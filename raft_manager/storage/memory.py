@@ -66,3 +66,6 @@ class MemoryStorage:
 
     def load(self) -> RestoredState:
         return RestoredState(self.hard_state, self.snapshot, list(self.entries))
+
+    def close(self) -> None:
+        """Nothing to release: the state stays, as a disk's would."""

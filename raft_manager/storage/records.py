@@ -1,0 +1,182 @@
+"""The write-ahead log's on-disk record format.
+
+Theory of operation: a segment file is a sequence of records, each
+
+    header (13 bytes, little-endian): u32 payload length | u8 type | u32 CRC32C(payload)
+                                      | u32 CRC32C(the preceding 9 header bytes)
+    payload
+
+The header has its own checksum so that a damaged length can never pass for a torn write: under
+the prefix model of a crash (the disk keeps some prefix of an unsynced write), a torn record shows
+up as a header or payload that runs past the end of the file, or as a zero-filled tail; anything
+else that fails a checksum is corruption.
+
+One `save` of a Ready is one READY record, so a batch is durable whole or not at all. Its payload:
+
+    u8 flags (1: hard state, 2: compaction marker, 4: install marker)
+    [hard state]  u64 term | u64 commit | u16 len | vote (utf-8, empty for none)
+    [marker]      u64 index | u64 term  (the log was compacted to, or replaced by, this snapshot)
+    u64 first index | u32 count | count x u64 term | count x u8 type | count x u32 length | data
+
+A SEGMENT record opens every segment: u64 sequence number and the hard state at the time, so that
+deleting older segments never loses the latest term and vote.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+
+from crc32c import crc32c
+
+from raft_manager.core import Entry, EntryType, HardState
+
+HEADER = struct.Struct("<IBII")
+HEADER_SIZE = HEADER.size  # 13
+_HEADER_BODY = struct.Struct("<IBI")
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_HARD_STATE = struct.Struct("<QQH")
+_MARKER = struct.Struct("<QQ")
+_ENTRIES = struct.Struct("<QI")
+_ENTRY_TYPES = tuple(EntryType)
+MAX_PAYLOAD = 1 << 31
+
+FLAG_HARD_STATE = 1
+FLAG_COMPACT = 2
+FLAG_INSTALL = 4
+
+
+class RecordType(IntEnum):
+    SEGMENT = 1
+    READY = 2
+
+
+class RecordError(ValueError):
+    """A payload that passed its checksum but does not decode: written by a broken writer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """A snapshot the log was cut at: compacted (prefix dropped) or installed (log replaced)."""
+
+    index: int
+    term: int
+    install: bool
+
+
+@dataclass(slots=True)
+class ReadyRecord:
+    hard_state: HardState | None
+    marker: Marker | None
+    entries: list[Entry]  # those above the decoder's skip_through
+    first_index: int  # of all the entries in the record (0 when there are none)
+    terms: tuple[int, ...]  # of all the entries in the record
+
+    @property
+    def count(self) -> int:
+        return len(self.terms)
+
+
+def frame(record_type: RecordType, payload: bytes) -> bytes:
+    if len(payload) >= MAX_PAYLOAD:
+        raise ValueError(f"record payload of {len(payload)} bytes is too large")
+    body = _HEADER_BODY.pack(len(payload), record_type, crc32c(payload))
+    return body + _U32.pack(crc32c(body)) + payload
+
+
+def header_ok(header: bytes | memoryview) -> bool:
+    stored: int = HEADER.unpack_from(header)[3]
+    return crc32c(header[:9]) == stored
+
+
+def _encode_hard_state(hard_state: HardState) -> bytes:
+    vote = (hard_state.vote or "").encode()
+    return _HARD_STATE.pack(hard_state.term, hard_state.commit, len(vote)) + vote
+
+
+def _decode_hard_state(payload: memoryview, offset: int) -> tuple[HardState, int]:
+    term, commit, vote_length = _HARD_STATE.unpack_from(payload, offset)
+    offset += _HARD_STATE.size
+    vote = bytes(payload[offset : offset + vote_length]).decode()
+    return HardState(term, vote or None, commit), offset + vote_length
+
+
+def encode_ready(
+    hard_state: HardState | None, marker: Marker | None, entries: list[Entry]
+) -> bytes:
+    flags = 0
+    parts: list[bytes] = []
+    if hard_state is not None:
+        flags |= FLAG_HARD_STATE
+        parts.append(_encode_hard_state(hard_state))
+    if marker is not None:
+        flags |= FLAG_INSTALL if marker.install else FLAG_COMPACT
+        parts.append(_MARKER.pack(marker.index, marker.term))
+    count = len(entries)
+    first = entries[0].index if entries else 0
+    parts.append(_ENTRIES.pack(first, count))
+    if count:
+        parts.append(struct.pack(f"<{count}Q", *[entry.term for entry in entries]))
+        parts.append(bytes([entry.type for entry in entries]))
+        datas = [entry.data for entry in entries]
+        parts.append(struct.pack(f"<{count}I", *map(len, datas)))
+        parts.append(b"".join(datas))
+    return bytes([flags]) + b"".join(parts)
+
+
+def decode_ready(payload: memoryview, skip_through: int = 0) -> ReadyRecord:
+    """Decode a READY payload; entries at or below `skip_through` are counted but not built."""
+    try:
+        flags = payload[0]
+        offset = 1
+        hard_state = marker = None
+        if flags & FLAG_HARD_STATE:
+            hard_state, offset = _decode_hard_state(payload, offset)
+        if flags & (FLAG_COMPACT | FLAG_INSTALL):
+            index, term = _MARKER.unpack_from(payload, offset)
+            offset += _MARKER.size
+            marker = Marker(index, term, bool(flags & FLAG_INSTALL))
+        first, count = _ENTRIES.unpack_from(payload, offset)
+        offset += _ENTRIES.size
+        entries: list[Entry] = []
+        terms: tuple[int, ...] = ()
+        if count:
+            terms = struct.unpack_from(f"<{count}Q", payload, offset)
+            offset += 8 * count
+            types = payload[offset : offset + count]
+            offset += count
+            lengths = struct.unpack_from(f"<{count}I", payload, offset)
+            offset += 4 * count
+            if offset + sum(lengths) != len(payload):
+                raise RecordError("entry lengths do not add up to the payload")
+            entry_types = _ENTRY_TYPES
+            index = first
+            for k in range(count):
+                length = lengths[k]
+                if index > skip_through:
+                    data = bytes(payload[offset : offset + length])
+                    entries.append(Entry(index, terms[k], entry_types[types[k]], data))
+                offset += length
+                index += 1
+        elif offset != len(payload):
+            raise RecordError("trailing bytes after an empty READY record")
+    except (struct.error, IndexError, UnicodeDecodeError) as error:
+        raise RecordError(f"undecodable READY record: {error}") from error
+    return ReadyRecord(hard_state, marker, entries, first, terms)
+
+
+def encode_segment(sequence: int, hard_state: HardState) -> bytes:
+    return _U64.pack(sequence) + _encode_hard_state(hard_state)
+
+
+def decode_segment(payload: memoryview) -> tuple[int, HardState]:
+    try:
+        (sequence,) = _U64.unpack_from(payload, 0)
+        hard_state, end = _decode_hard_state(payload, _U64.size)
+    except (struct.error, UnicodeDecodeError) as error:
+        raise RecordError(f"undecodable SEGMENT record: {error}") from error
+    if end != len(payload):
+        raise RecordError("trailing bytes after a SEGMENT record")
+    return sequence, hard_state
