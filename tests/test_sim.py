@@ -6,14 +6,18 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from raft_manager.cli.main import app
+from raft_manager.core import RestoredState
 from raft_manager.core.log import RaftLog
 from raft_manager.sim.runner import run_seeds
 from raft_manager.sim.schedule import SimOptions, run_seed
+from raft_manager.storage.file import FileStorage
+from raft_manager.storage.scratch import ScratchDisks
 
 
 def _comparable(seed: int, options: SimOptions) -> dict[str, object]:
@@ -87,12 +91,33 @@ def test_a_broken_read_index_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     assert {v.invariant for v in summary.violations} == {"Linearizable Read"}
 
 
+def test_nodes_restart_from_real_files_and_recover_what_was_persisted(tmp_path: Path) -> None:
+    options = SimOptions(disks=ScratchDisks(tmp_path), disk_every=1)
+    summary = run_seeds(list(range(60)), options, workers=1)
+    assert [(v.seed, v.invariant, v.detail) for v in summary.violations] == []
+    assert summary.crashes > 100  # every crash is a reopen of the files, checked against the model
+    assert list(tmp_path.iterdir()) == []  # each seed's files were removed
+
+
+def test_a_disk_that_forgets_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A storage that silently loses its newest record on reopen breaks Durability.
+    real_load = FileStorage.load
+
+    def forgetful_load(self: FileStorage) -> RestoredState:
+        restored = real_load(self)
+        return restored._replace(entries=restored.entries[:-1])
+
+    monkeypatch.setattr(FileStorage, "load", forgetful_load)
+    options = SimOptions(disks=ScratchDisks(tmp_path), disk_every=1)
+    summary = run_seeds(list(range(20)), options, workers=1)
+    assert "Durability" in {v.invariant for v in summary.violations}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("nodes", [3, 5])
-def test_sweep_of_seeded_fault_schedules_finds_no_violation(nodes: int) -> None:
-    summary = run_seeds(
-        list(range(1000 * nodes, 1000 * nodes + 1000)), SimOptions(nodes=nodes), workers=2
-    )
+def test_sweep_of_seeded_fault_schedules_finds_no_violation(nodes: int, tmp_path: Path) -> None:
+    options = SimOptions(nodes=nodes, disks=ScratchDisks(tmp_path), disk_every=10)
+    summary = run_seeds(list(range(1000 * nodes, 1000 * nodes + 1000)), options, workers=2)
     assert summary.seeds == 1000
     assert [(v.seed, v.invariant, v.detail) for v in summary.violations] == []
     assert summary.elections > 1000

@@ -11,6 +11,7 @@ import typer
 from raft_manager import __version__
 
 from .sim import sim_command
+from .wal import wal_app
 
 app = typer.Typer(
     name="raft-manager",
@@ -37,3 +38,4 @@ def main(
 
 
 app.command("sim")(sim_command)
+app.add_typer(wal_app, name="wal")

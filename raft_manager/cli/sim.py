@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 
 import typer
 from rich.console import Console
@@ -16,6 +17,7 @@ from rich.table import Table
 
 from raft_manager.sim.runner import SimSummary, default_workers, run_seeds
 from raft_manager.sim.schedule import SeedResult, SimOptions
+from raft_manager.storage.scratch import ScratchDisks
 
 
 def sim_command(
@@ -29,10 +31,41 @@ def sim_command(
     workers: int = typer.Option(
         0, "--workers", min=0, help="Processes to use (0: one per core, at most 8)."
     ),
+    disk_every: int = typer.Option(
+        10,
+        "--disk-every",
+        min=0,
+        help="Every Nth seed also writes real WAL files (in a temporary directory) and checks "
+        "that each restart recovers exactly what was persisted (0: never).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Run N seeded schedules with every fault on and check the Raft invariants after each step."""
-    options = SimOptions(nodes=nodes, steps=steps)
+    with tempfile.TemporaryDirectory(prefix="raft-manager-sim-") as scratch:
+        options = SimOptions(
+            nodes=nodes, steps=steps, disks=ScratchDisks(scratch), disk_every=disk_every
+        )
+        summary, results = _run(options, seed, seeds, seed_start, workers, as_json)
+    if as_json:
+        payload = summary.to_json()
+        if seed is not None:
+            payload["result"] = results[0].to_json()
+        typer.echo(json.dumps(payload, sort_keys=True))
+    else:
+        replay = "raft-manager sim" + (f" --nodes {nodes}" if nodes else "")
+        replay += f" --steps {steps}" if steps != SimOptions().steps else ""
+        _print_report(Console(), summary, results[0] if seed is not None else None, replay)
+    raise typer.Exit(1 if summary.violations else 0)
+
+
+def _run(
+    options: SimOptions,
+    seed: int | None,
+    seeds: int,
+    seed_start: int,
+    workers: int,
+    as_json: bool,
+) -> tuple[SimSummary, list[SeedResult]]:
     seed_list = [seed] if seed is not None else list(range(seed_start, seed_start + seeds))
     console = Console(stderr=as_json)
     results: list[SeedResult] = []
@@ -55,16 +88,7 @@ def sim_command(
         summary = run_seeds(
             seed_list, options, workers=workers or default_workers(), on_result=on_result
         )
-    if as_json:
-        payload = summary.to_json()
-        if seed is not None:
-            payload["result"] = results[0].to_json()
-        typer.echo(json.dumps(payload, sort_keys=True))
-    else:
-        replay = "raft-manager sim" + (f" --nodes {nodes}" if nodes else "")
-        replay += f" --steps {steps}" if steps != SimOptions().steps else ""
-        _print_report(console, summary, results[0] if seed is not None else None, replay)
-    raise typer.Exit(1 if summary.violations else 0)
+    return summary, results
 
 
 def _print_report(

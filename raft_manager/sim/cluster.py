@@ -7,7 +7,9 @@ crash throws away the Raft object and the state machine and keeps only the stora
 rebuilds both from it. With `disk_latency` > 0 a write takes a random number of ticks, as a real
 fsync does: the node keeps stepping meanwhile, its leader messages (sendable before persist) leave
 at once and everything else waits for the write, and a crash before the write completes loses it.
-Every persist, commit,
+A node may also keep a real disk (any Storage, opened through the `disks` provider): every write
+then goes to both, the disk is reopened on restart, and what it recovers must equal the in-memory
+model of what was persisted (the Durability invariant). Every persist, commit,
 apply, election and read is reported to the invariant Checker, which raises on the first
 violation. A bounded ring of recent events is kept for the violation report.
 
@@ -21,7 +23,7 @@ import random
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from raft_manager.core import (
     Message,
@@ -31,15 +33,25 @@ from raft_manager.core import (
     RaftConfig,
     RaftError,
     ReadState,
+    RestoredState,
     Role,
     sendable_before_persist,
 )
 from raft_manager.core.raft import Ready
+from raft_manager.storage.base import Storage
 from raft_manager.storage.memory import MemoryStorage
 
-from .invariants import Checker
+from .invariants import Checker, InvariantViolation
 from .kv import KVStateMachine, encode_put
 from .network import LinkFaults, Network
+
+
+class DiskProvider(Protocol):
+    """Opens real storage for simulated nodes (injected: the simulator itself touches no files)."""
+
+    def open(self, seed: int, node_id: str) -> Storage: ...
+
+    def discard(self, seed: int) -> None: ...
 
 
 @dataclass(slots=True)
@@ -62,7 +74,8 @@ class Write:
 @dataclass(slots=True)
 class SimNode:
     id: str
-    storage: MemoryStorage = field(default_factory=MemoryStorage)
+    storage: MemoryStorage = field(default_factory=MemoryStorage)  # the model of what is durable
+    disk: Storage | None = None  # a real storage written alongside, when the cluster has disks
     raft: Raft | None = None
     kv: KVStateMachine = field(default_factory=KVStateMachine)
     reads: dict[bytes, ClientRead] = field(default_factory=dict)
@@ -87,6 +100,7 @@ class SimCluster:
         *,
         faults: LinkFaults | None = None,
         disk_latency: int = 0,
+        disks: DiskProvider | None = None,
         trace_length: int = 40,
         **config: Any,
     ) -> None:
@@ -96,6 +110,7 @@ class SimCluster:
         self.now = 0
         self.network = Network(random.Random(self.rng.getrandbits(64)), faults)
         self.disk_latency = disk_latency
+        self.disks = disks
         self.base_config = RaftConfig(id=self.ids[0], voters=self.ids, **config)
         self.checker = Checker(self.ids)
         self.nodes = {node_id: SimNode(node_id) for node_id in self.ids}
@@ -113,6 +128,8 @@ class SimCluster:
             return
         node.incarnation += 1
         restored = node.storage.load()
+        if self.disks is not None:
+            restored = self._reopen_disk(node, restored)
         node.kv = KVStateMachine()
         if restored.snapshot is not None:
             node.kv.restore(restored.snapshot.data)
@@ -121,6 +138,30 @@ class SimCluster:
         node.raft = Raft(config, node_rng, restored)
         self.note(f"start {node_id} term={node.raft.term} last={node.raft.log.last_index}")
         self.process(node)
+
+    def _reopen_disk(self, node: SimNode, expected: RestoredState) -> RestoredState:
+        if node.disk is not None:
+            node.disk.close()
+        node.disk = self.disks.open(self.seed, node.id) if self.disks else None
+        assert node.disk is not None
+        recovered = node.disk.load()
+        if recovered != expected:
+            raise InvariantViolation(
+                "Durability",
+                f"{node.id} recovered {len(recovered.entries)} entries, hard state "
+                f"{recovered.hard_state} from disk; {len(expected.entries)} entries, "
+                f"{expected.hard_state} were persisted",
+            )
+        return recovered
+
+    def close(self) -> None:
+        """Release the nodes' disks (and let the provider delete them)."""
+        for node in self.nodes.values():
+            if node.disk is not None:
+                node.disk.close()
+                node.disk = None
+        if self.disks is not None:
+            self.disks.discard(self.seed)
 
     def crash(self, node_id: str) -> None:
         """Kill a node: its Raft object, state machine and any write in flight are lost."""
@@ -194,6 +235,8 @@ class SimCluster:
     def _handle_ready(self, node: SimNode, write: Write) -> None:
         checker, storage, ready = self.checker, node.storage, write.ready
         storage.save(ready.hard_state, ready.entries, ready.snapshot)
+        if node.disk is not None:
+            node.disk.save(ready.hard_state, ready.entries, ready.snapshot)
         checker.on_persist(node.id, ready.entries, ready.snapshot, write.was_leader)
         if ready.hard_state is not None:
             checker.on_commit(node.id, ready.hard_state.commit, storage.entries, storage.offset)
@@ -281,6 +324,8 @@ class SimCluster:
             return False
         snapshot = raft.compact(node.kv.applied, node.kv.snapshot())
         node.storage.compact(snapshot)
+        if node.disk is not None:
+            node.disk.compact(snapshot)
         self.checker.on_compact(node_id, snapshot)
         self.stats["compactions"] += 1
         self.note(f"{node_id} compacts to {snapshot.meta.index}")

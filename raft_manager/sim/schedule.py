@@ -26,7 +26,7 @@ from typing import Any
 
 from raft_manager.core import Role
 
-from .cluster import SimCluster
+from .cluster import DiskProvider, SimCluster
 from .invariants import InvariantViolation
 from .network import LinkFaults
 
@@ -38,6 +38,9 @@ ELECTION_TICK = 10
 class SimOptions:
     nodes: int | None = None  # None: 3 or 5, chosen by the seed
     steps: int = 300
+    # With a disk provider, every disk_every-th seed also writes real storage (0: none).
+    disks: DiskProvider | None = None
+    disk_every: int = 0
     stall_bound: int = 10 * ELECTION_TICK
     liveness_bound: int = 300 * ELECTION_TICK
 
@@ -215,8 +218,14 @@ def run_seed(seed: int, options: SimOptions) -> SeedResult:
     size = options.nodes or rng.choice((3, 5))
     config = draw_config(rng)
     disk_latency = rng.choice((0, 1, 3))
-    cluster = SimCluster(size, seed, disk_latency=disk_latency, **config)
-    result = SeedResult(seed=seed, nodes=size, config={**config, "disk_latency": disk_latency})
+    on_disk = (
+        options.disks is not None and options.disk_every > 0 and seed % options.disk_every == 0
+    )
+    disks = options.disks if on_disk else None
+    cluster = SimCluster(size, seed, disk_latency=disk_latency, disks=disks, **config)
+    result = SeedResult(
+        seed=seed, nodes=size, config={**config, "disk_latency": disk_latency, "on_disk": on_disk}
+    )
     chaos = _Chaos(cluster, rng)
     try:
         for _ in range(options.steps):
@@ -231,6 +240,8 @@ def run_seed(seed: int, options: SimOptions) -> SeedResult:
         result.violation = Violation(
             seed, "Unexpected Error", f"{type(error).__name__}: {error}", list(cluster.trace)
         )
+    finally:
+        cluster.close()
     stats = cluster.stats
     result.ticks = cluster.now
     result.node_steps = stats["delivered"] + cluster.now * size

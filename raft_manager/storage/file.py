@@ -22,14 +22,23 @@ import itertools
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from raft_manager.core import Entry, HardState, RestoredState, Snapshot
 
 from .errors import CorruptionError
-from .records import Marker, ReadyRecord, RecordError, RecordType, decode_ready, encode_ready, frame
-from .snapshots import SnapshotStore
-from .wal import SegmentInfo, SegmentScan, SegmentWriter, scan
+from .records import (
+    Marker,
+    ReadyRecord,
+    RecordError,
+    RecordType,
+    decode_ready,
+    encode_ready,
+    frame_parts,
+)
+from .snapshots import SnapshotFile, SnapshotStore
+from .wal import SegmentInfo, SegmentWriter, scan
 
 log = logging.getLogger("raft_manager.storage")
 
@@ -170,18 +179,23 @@ class FileStorage:
         self._wal_dir = self.directory / "wal"
         self._wal_dir.mkdir(parents=True, exist_ok=True)
         self._snapshots = SnapshotStore(self.directory / "snap", keep_snapshots, fsync)
-        self._fsync = fsync
-        restored, segments, torn = recover(self._wal_dir, self._snapshots)
-        self._restored: RestoredState | None = restored
-        self._hard_state = restored.hard_state
-        if torn is not None and torn.torn_at is not None:
+        self._snapshots.directory.mkdir(exist_ok=True)
+        self._snapshots.remove_strays()
+        recovery = recover(self._wal_dir, self._snapshots)
+        self._restored: RestoredState | None = recovery.restored
+        self._hard_state = recovery.restored.hard_state
+        segments = recovery.segments
+        if segments and segments[-1].torn_bytes:
+            torn = segments[-1]
+            torn_at = torn.size - torn.torn_bytes
             log.warning(
                 "%s: dropped a torn tail of %d bytes at offset %d (a write cut short by a crash)",
                 torn.path,
                 torn.torn_bytes,
-                torn.torn_at,
+                torn_at,
             )
-            os.truncate(torn.path, torn.torn_at)
+            os.truncate(torn.path, torn_at)
+            torn.size, torn.torn_bytes = torn_at, 0
         if segments:
             self._writer = SegmentWriter(self._wal_dir, segments, segment_bytes, fsync)
         else:
@@ -210,27 +224,35 @@ class FileStorage:
             return
         if hard_state is not None:
             self._hard_state = hard_state
-        payload = encode_ready(hard_state, marker, list(entries))
+        record = frame_parts(RecordType.READY, encode_ready(hard_state, marker, entries))
         max_index = entries[-1].index if entries else 0
-        self._writer.append(frame(RecordType.READY, payload), max_index, self._hard_state)
+        self._writer.append(record, max_index, self._hard_state)
 
     def compact(self, snapshot: Snapshot) -> None:
         """Keep our own snapshot and drop what it covers from the log."""
         meta = snapshot.meta
         self._snapshots.save(snapshot)
-        payload = encode_ready(None, Marker(meta.index, meta.term, install=False), [])
-        self._writer.append(frame(RecordType.READY, payload), 0, self._hard_state)
+        marker = Marker(meta.index, meta.term, install=False)
+        self._writer.append(
+            frame_parts(RecordType.READY, encode_ready(None, marker, [])), 0, self._hard_state
+        )
         self._writer.drop_through(meta.index)
 
     def close(self) -> None:
         self._writer.close()
 
 
-def recover(
-    wal_dir: Path, snapshots: SnapshotStore
-) -> tuple[RestoredState, list[SegmentInfo], SegmentScan | None]:
-    """Replay the WAL and the newest snapshot. Returns the state, the segments and the last scan
-    (whose torn tail, if any, the caller truncates). Raises CorruptionError."""
+@dataclass(slots=True)
+class Recovery:
+    restored: RestoredState
+    segments: list[SegmentInfo]
+    snapshot_files: list[SnapshotFile]
+
+
+def recover(wal_dir: Path, snapshots: SnapshotStore) -> Recovery:
+    """Replay the WAL and lay the newest snapshot over it, changing nothing on disk (a torn tail
+    is reported in the last segment's `torn_bytes` for the caller to cut). Raises
+    CorruptionError."""
     files = snapshots.files()
     snapshot = snapshots.read(files[-1]) if files else None
     segments: list[SegmentInfo] = []
@@ -238,12 +260,12 @@ def recover(
     first_scan = next(scans, None)
     complete = first_scan is None or first_scan.sequence == 1
     replay = LogReplay(snapshot.meta.index if snapshot else 0, complete)
-    last_scan: SegmentScan | None = None
     for segment in itertools.chain([first_scan] if first_scan else [], scans):
-        last_scan = segment
-        max_index = 0
         if not segments:
             replay.hard_state = segment.hard_state
+        info = SegmentInfo(
+            segment.sequence, segment.path, size=segment.size, torn_bytes=segment.torn_bytes
+        )
         for record in segment.records:
             if record.type is not RecordType.READY:
                 raise CorruptionError(segment.path, record.offset, f"unexpected {record.type.name}")
@@ -252,8 +274,11 @@ def recover(
             except RecordError as error:
                 raise CorruptionError(segment.path, record.offset, str(error)) from error
             replay.apply(ready, segment.path, record.offset)
+            info.records += 1
             if ready.count:
-                max_index = max(max_index, ready.first_index + ready.count - 1)
-        segments.append(SegmentInfo(segment.sequence, segment.path, max_index))
+                last = ready.first_index + ready.count - 1
+                info.max_index = max(info.max_index, last)
+                info.min_index = min(info.min_index or ready.first_index, ready.first_index)
+        segments.append(info)
     restored = replay.finish(snapshot, files[-1].path if files else snapshots.directory)
-    return restored, segments, last_scan
+    return Recovery(restored, segments, files)

@@ -14,6 +14,16 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+def writev_all(fd: int, parts: list[bytes]) -> int:
+    """Write the buffers back to back with one os.writev (finishing a short write); returns the
+    number of bytes written."""
+    total = sum(map(len, parts))
+    written = os.writev(fd, parts)
+    if written < total:
+        write_all(fd, b"".join(parts)[written:])
+    return total
+
+
 def fsync_directory(directory: Path) -> None:
     """Make a create, rename or unlink in `directory` durable."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)

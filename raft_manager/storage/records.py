@@ -13,10 +13,13 @@ else that fails a checksum is corruption.
 
 One `save` of a Ready is one READY record, so a batch is durable whole or not at all. Its payload:
 
-    u8 flags (1: hard state, 2: compaction marker, 4: install marker)
+    u8 flags (1: hard state, 2: compaction marker, 4: install marker, 8: one term for all)
     [hard state]  u64 term | u64 commit | u16 len | vote (utf-8, empty for none)
     [marker]      u64 index | u64 term  (the log was compacted to, or replaced by, this snapshot)
-    u64 first index | u32 count | count x u64 term | count x u8 type | count x u32 length | data
+    u64 first index | u32 count | terms | count x u8 type | count x u32 length | data
+
+where terms is one u64 when flag 8 is set (terms never decrease along a log, so a batch whose
+first and last entries share a term is all of that term: the common case), else count x u64.
 
 A SEGMENT record opens every segment: u64 sequence number and the hard state at the time, so that
 deleting older segments never loses the latest term and vote.
@@ -25,6 +28,7 @@ deleting older segments never loses the latest term and vote.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -46,6 +50,7 @@ MAX_PAYLOAD = 1 << 31
 FLAG_HARD_STATE = 1
 FLAG_COMPACT = 2
 FLAG_INSTALL = 4
+FLAG_ONE_TERM = 8
 
 
 class RecordType(IntEnum):
@@ -79,11 +84,20 @@ class ReadyRecord:
         return len(self.terms)
 
 
+def frame_parts(record_type: RecordType, parts: list[bytes]) -> list[bytes]:
+    """A record as a list of buffers (header first), for one os.writev without copying."""
+    length = checksum = 0
+    for part in parts:
+        length += len(part)
+        checksum = crc32c(part, checksum)
+    if length >= MAX_PAYLOAD:
+        raise ValueError(f"record payload of {length} bytes is too large")
+    body = _HEADER_BODY.pack(length, record_type, checksum)
+    return [body + _U32.pack(crc32c(body)), *parts]
+
+
 def frame(record_type: RecordType, payload: bytes) -> bytes:
-    if len(payload) >= MAX_PAYLOAD:
-        raise ValueError(f"record payload of {len(payload)} bytes is too large")
-    body = _HEADER_BODY.pack(len(payload), record_type, crc32c(payload))
-    return body + _U32.pack(crc32c(body)) + payload
+    return b"".join(frame_parts(record_type, [payload]))
 
 
 def header_ok(header: bytes | memoryview) -> bool:
@@ -104,10 +118,11 @@ def _decode_hard_state(payload: memoryview, offset: int) -> tuple[HardState, int
 
 
 def encode_ready(
-    hard_state: HardState | None, marker: Marker | None, entries: list[Entry]
-) -> bytes:
+    hard_state: HardState | None, marker: Marker | None, entries: Sequence[Entry]
+) -> list[bytes]:
+    """A READY payload, as a list of buffers to be written back to back."""
     flags = 0
-    parts: list[bytes] = []
+    parts: list[bytes] = [b""]  # the flags byte goes here
     if hard_state is not None:
         flags |= FLAG_HARD_STATE
         parts.append(_encode_hard_state(hard_state))
@@ -118,12 +133,19 @@ def encode_ready(
     first = entries[0].index if entries else 0
     parts.append(_ENTRIES.pack(first, count))
     if count:
-        parts.append(struct.pack(f"<{count}Q", *[entry.term for entry in entries]))
-        parts.append(bytes([entry.type for entry in entries]))
+        # One comprehension per field is the cheapest way to read a field off every entry.
+        if entries[0].term == entries[-1].term:
+            flags |= FLAG_ONE_TERM
+            parts.append(_U64.pack(entries[0].term))
+        else:
+            parts.append(struct.pack(f"<{count}Q", *[entry.term for entry in entries]))
+        types = [entry.type for entry in entries]
         datas = [entry.data for entry in entries]
+        parts.append(bytes(map(int, types)) if any(types) else bytes(count))  # NORMAL is 0
         parts.append(struct.pack(f"<{count}I", *map(len, datas)))
         parts.append(b"".join(datas))
-    return bytes([flags]) + b"".join(parts)
+    parts[0] = bytes((flags,))
+    return parts
 
 
 def decode_ready(payload: memoryview, skip_through: int = 0) -> ReadyRecord:
@@ -143,8 +165,12 @@ def decode_ready(payload: memoryview, skip_through: int = 0) -> ReadyRecord:
         entries: list[Entry] = []
         terms: tuple[int, ...] = ()
         if count:
-            terms = struct.unpack_from(f"<{count}Q", payload, offset)
-            offset += 8 * count
+            if flags & FLAG_ONE_TERM:
+                terms = (_U64.unpack_from(payload, offset)[0],) * count
+                offset += 8
+            else:
+                terms = struct.unpack_from(f"<{count}Q", payload, offset)
+                offset += 8 * count
             types = payload[offset : offset + count]
             offset += count
             lengths = struct.unpack_from(f"<{count}I", payload, offset)

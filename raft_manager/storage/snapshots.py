@@ -101,13 +101,17 @@ class SnapshotStore:
         self.directory = directory
         self.keep = keep
         self._fsync = fsync
-        directory.mkdir(parents=True, exist_ok=True)
-        for stray in directory.glob("*.tmp"):
+
+    def remove_strays(self) -> None:
+        """Delete temporary files: snapshot writes that never finished."""
+        for stray in self.directory.glob("*.tmp"):
             log.warning("removing %s: a snapshot write that never finished", stray)
             stray.unlink()
 
     def files(self) -> list[SnapshotFile]:
         """Snapshot files, oldest first."""
+        if not self.directory.is_dir():
+            return []
         found = []
         for path in self.directory.iterdir():
             match = SNAPSHOT_PATTERN.match(path.name)

@@ -29,7 +29,7 @@ from crc32c import crc32c
 from raft_manager.core import HardState
 
 from .errors import CorruptionError
-from .fsutil import fsync_directory, write_all, write_file_atomically
+from .fsutil import fsync_directory, write_file_atomically, writev_all
 from .records import (
     HEADER,
     HEADER_SIZE,
@@ -150,7 +150,11 @@ def scan(directory: Path) -> Iterator[SegmentScan]:
 class SegmentInfo:
     sequence: int
     path: Path
-    max_index: int  # the highest entry index written in it (0: none)
+    max_index: int = 0  # the highest entry index written in it (0: none)
+    min_index: int = 0  # the lowest (0: none)
+    records: int = 0  # READY records found when it was scanned
+    size: int = 0  # bytes when it was scanned
+    torn_bytes: int = 0  # a torn tail found when it was scanned
 
 
 class SegmentWriter:
@@ -172,18 +176,18 @@ class SegmentWriter:
         cls, directory: Path, segment_bytes: int, fsync: bool, hard_state: HardState
     ) -> SegmentWriter:
         path = _make_segment(directory, 1, hard_state, fsync)
-        return cls(directory, [SegmentInfo(1, path, 0)], segment_bytes, fsync)
+        return cls(directory, [SegmentInfo(1, path)], segment_bytes, fsync)
 
     @property
     def current(self) -> SegmentInfo:
         return self.segments[-1]
 
-    def append(self, record: bytes, max_index: int, hard_state: HardState) -> None:
-        """Append one framed record with one fsync; start a new segment if this one is full."""
-        write_all(self._fd, record)
+    def append(self, record: list[bytes], max_index: int, hard_state: HardState) -> None:
+        """Append one framed record (as buffers) with one write and one fsync; start a new
+        segment if this one is full."""
+        self._size += writev_all(self._fd, record)
         if self._fsync:
             os.fdatasync(self._fd)
-        self._size += len(record)
         self.current.max_index = max(self.current.max_index, max_index)
         if self._size >= self.segment_bytes:
             self._rotate(hard_state)
@@ -194,7 +198,7 @@ class SegmentWriter:
         os.close(self._fd)
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         self._size = os.fstat(self._fd).st_size
-        self.segments.append(SegmentInfo(sequence, path, 0))
+        self.segments.append(SegmentInfo(sequence, path))
 
     def drop_through(self, index: int) -> int:
         """Delete the oldest segments while every entry in them lies at or below `index`.
