@@ -184,8 +184,17 @@ class SegmentWriter:
 
     def append(self, record: list[bytes], max_index: int, hard_state: HardState) -> None:
         """Append one framed record (as buffers) with one write and one fsync; start a new
-        segment if this one is full."""
-        self._size += writev_all(self._fd, record)
+        segment if this one is full.
+
+        A failed write (a full disk, say) is cut back off before the error propagates, so the
+        next append does not land after half a record. A failed fsync propagates as it is: what
+        the kernel kept is then unknown, and the node must stop rather than carry on.
+        """
+        try:
+            self._size += writev_all(self._fd, record)
+        except OSError:
+            os.ftruncate(self._fd, self._size)
+            raise
         if self._fsync:
             os.fdatasync(self._fd)
         self.current.max_index = max(self.current.max_index, max_index)

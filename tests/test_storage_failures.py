@@ -1,0 +1,52 @@
+"""What the storage does when the disk fails it."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from raft_manager.core import Entry, EntryType, HardState
+from raft_manager.storage import FileStorage, fsutil
+
+
+def _entries(first: int, count: int) -> list[Entry]:
+    return [Entry(first + k, 1, EntryType.NORMAL, b"x" * 100) for k in range(count)]
+
+
+def test_a_failed_write_is_cut_back_and_the_log_stays_usable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = FileStorage(tmp_path)
+    storage.load()
+    storage.save(HardState(1, "a", 0), _entries(1, 5), None)
+
+    def half_then_full_disk(fd: int, parts: list[bytes]) -> int:
+        blob = b"".join(parts)
+        os.write(fd, blob[: len(blob) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fsutil.os, "writev", half_then_full_disk)
+    with pytest.raises(OSError, match="No space"):
+        storage.save(HardState(1, "a", 5), _entries(6, 5), None)
+    monkeypatch.undo()
+    storage.save(HardState(1, "a", 5), _entries(6, 3), None)  # the next write lands cleanly
+    storage.close()
+
+    restored = FileStorage(tmp_path).load()
+    assert [entry.index for entry in restored.entries] == list(range(1, 9))
+    assert restored.hard_state == HardState(1, "a", 5)
+
+
+def test_a_failed_fsync_propagates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = FileStorage(tmp_path)
+    storage.load()
+
+    def failing_fdatasync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr("raft_manager.storage.wal.os.fdatasync", failing_fdatasync)
+    with pytest.raises(OSError, match="Input/output"):
+        storage.save(HardState(1, "a", 0), _entries(1, 1), None)
