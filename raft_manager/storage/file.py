@@ -100,11 +100,17 @@ class LogReplay:
         if index <= self.base:
             return
         held = self.term(index)
-        skipped = held is None and index < self.skip_through
-        if held != term and not (skipped and index <= self.last):
-            raise CorruptionError(
-                path, offset, f"compaction to ({index}, {term}) of entries not held"
-            )
+        if held != term:
+            # Not held here: fine only if the newest snapshot covers it, and either the entries
+            # were skipped (below that snapshot) or they lived in deleted segments.
+            covered = held is None and index <= self.skip_through
+            if not (covered and (index <= self.last or not self.complete)):
+                raise CorruptionError(
+                    path, offset, f"compaction to ({index}, {term}) of entries not held"
+                )
+        if index > self.last:  # the log went this far in segments deleted since
+            self.last, self.entries = index, []
+            self.term_at_skip = term if index == self.skip_through else None
         first_stored = self._first_stored()
         self.base, self.base_term = index, term
         del self.entries[: max(self._first_stored() - first_stored, 0)]
@@ -182,8 +188,12 @@ class FileStorage:
         self._snapshots.directory.mkdir(exist_ok=True)
         self._snapshots.remove_strays()
         recovery = recover(self._wal_dir, self._snapshots)
-        self._restored: RestoredState | None = recovery.restored
-        self._hard_state = recovery.restored.hard_state
+        restored = recovery.restored
+        self._restored: RestoredState | None = restored
+        self._hard_state = restored.hard_state
+        # The log's bounds, to refuse a write that replay would find corrupt.
+        self._offset = restored.snapshot.meta.index if restored.snapshot else 0
+        self._last_index = restored.entries[-1].index if restored.entries else self._offset
         segments = recovery.segments
         if segments and segments[-1].torn_bytes:
             torn = segments[-1]
@@ -215,7 +225,17 @@ class FileStorage:
         entries: Sequence[Entry],
         snapshot: Snapshot | None,
     ) -> None:
-        """Persist one Ready: the snapshot file first, then one READY record, one fsync."""
+        """Persist one Ready: the snapshot file first, then one READY record, one fsync.
+
+        Entries that would not attach to the log (leaving a gap, or reaching below the snapshot)
+        raise ValueError and nothing is written.
+        """
+        offset = snapshot.meta.index if snapshot is not None else self._offset
+        last = offset if snapshot is not None else self._last_index
+        if entries and not offset < entries[0].index <= last + 1:
+            raise ValueError(
+                f"entries from {entries[0].index} do not attach to the log ({offset}, {last}]"
+            )
         marker = None
         if snapshot is not None:
             self._snapshots.save(snapshot)
@@ -227,16 +247,24 @@ class FileStorage:
         record = frame_parts(RecordType.READY, encode_ready(hard_state, marker, entries))
         max_index = entries[-1].index if entries else 0
         self._writer.append(record, max_index, self._hard_state)
+        self._offset = offset
+        self._last_index = max_index or last
 
     def compact(self, snapshot: Snapshot) -> None:
-        """Keep our own snapshot and drop what it covers from the log."""
+        """Keep our own snapshot and drop what it covers from the log (ValueError if it reaches
+        past the log's end)."""
         meta = snapshot.meta
+        if meta.index > self._last_index:
+            raise ValueError(f"cannot compact to {meta.index}: the log ends at {self._last_index}")
+        if meta.index <= self._offset:
+            return
         self._snapshots.save(snapshot)
         marker = Marker(meta.index, meta.term, install=False)
         self._writer.append(
             frame_parts(RecordType.READY, encode_ready(None, marker, [])), 0, self._hard_state
         )
         self._writer.drop_through(meta.index)
+        self._offset = meta.index
 
     def close(self) -> None:
         self._writer.close()

@@ -58,6 +58,8 @@ class MemoryStorage:
     def compact(self, snapshot: Snapshot) -> None:
         """Our own snapshot: keep it and drop the entries it covers."""
         index = snapshot.meta.index
+        if index > self.last_index:
+            raise ValueError(f"cannot compact to {index}: the log ends at {self.last_index}")
         if index <= self.offset:
             return
         del self.entries[: index - self.offset]

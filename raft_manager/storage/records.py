@@ -5,11 +5,14 @@ Theory of operation: a segment file is a sequence of records, each
     header (13 bytes, little-endian): u32 payload length | u8 type | u32 CRC32C(payload)
                                       | u32 CRC32C(the preceding 9 header bytes)
     payload
+    end byte 0xA5
 
-The header has its own checksum so that a damaged length can never pass for a torn write: under
-the prefix model of a crash (the disk keeps some prefix of an unsynced write), a torn record shows
-up as a header or payload that runs past the end of the file, or as a zero-filled tail; anything
-else that fails a checksum is corruption.
+The crash model is the prefix model: a write cut short by a crash leaves some prefix of its bytes,
+possibly followed by zeros up to the length the file had reached. So a torn record runs past the
+end of the file, or the file's last non-zero byte lies before the record's end byte (which is
+never zero, so a whole record can never end in the zeros of a torn one). The header has its own
+checksum so that a damaged length is never mistaken for a torn write. Anything else that fails a
+check is corruption.
 
 One `save` of a Ready is one READY record, so a batch is durable whole or not at all. Its payload:
 
@@ -51,6 +54,8 @@ FLAG_HARD_STATE = 1
 FLAG_COMPACT = 2
 FLAG_INSTALL = 4
 FLAG_ONE_TERM = 8
+RECORD_END = 0xA5
+_END = bytes((RECORD_END,))
 
 
 class RecordType(IntEnum):
@@ -93,7 +98,7 @@ def frame_parts(record_type: RecordType, parts: list[bytes]) -> list[bytes]:
     if length >= MAX_PAYLOAD:
         raise ValueError(f"record payload of {length} bytes is too large")
     body = _HEADER_BODY.pack(length, record_type, checksum)
-    return [body + _U32.pack(crc32c(body)), *parts]
+    return [body + _U32.pack(crc32c(body)), *parts, _END]
 
 
 def frame(record_type: RecordType, payload: bytes) -> bytes:

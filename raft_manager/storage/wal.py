@@ -33,6 +33,7 @@ from .fsutil import fsync_directory, write_file_atomically, writev_all
 from .records import (
     HEADER,
     HEADER_SIZE,
+    RECORD_END,
     RecordError,
     RecordType,
     decode_segment,
@@ -102,7 +103,7 @@ def scan_segment(path: Path, sequence: int, is_last: bool) -> SegmentScan:
             except ValueError:
                 raise CorruptionError(path, offset, f"unknown record type {record_type}") from None
             records.append(Record(offset, kind, data[start : start + length]))
-            offset = start + length
+            offset = start + length + 1
             continue
         torn, reason = problem
         if torn and is_last:
@@ -123,20 +124,28 @@ def scan_segment(path: Path, sequence: int, is_last: bool) -> SegmentScan:
 def _record_problem(data: memoryview, offset: int, size: int) -> tuple[bool, str] | None:
     """None if a whole, intact record starts at `offset`; else (is it a torn tail?, why)."""
     remaining = size - offset
-    if not any(data[offset:]):
-        return True, "zero-filled tail"
     if remaining < HEADER_SIZE:
         return True, f"partial record header ({remaining} bytes)"
     header = data[offset : offset + HEADER_SIZE]
     if not header_ok(header):
-        return False, "record header checksum mismatch"
+        return _zeroed_before(data, offset + HEADER_SIZE), "record header checksum mismatch"
     length, _, payload_crc, _ = HEADER.unpack_from(header)
-    if length > remaining - HEADER_SIZE:
+    end = offset + HEADER_SIZE + length + 1
+    if end > size:
         return True, f"record of {length} bytes runs past the end of the file"
     start = offset + HEADER_SIZE
-    if crc32c(data[start : start + length]) != payload_crc:
-        return False, "record payload checksum mismatch"
+    if data[end - 1] != RECORD_END:
+        return _zeroed_before(data, end), "record end byte missing"
+    if crc32c(data[start : end - 1]) != payload_crc:
+        return _zeroed_before(data, end), "record payload checksum mismatch"
     return None
+
+
+def _zeroed_before(data: memoryview, end: int) -> bool:
+    """Is everything from some point before `end` to the end of the file zero, i.e. does the
+    file's last non-zero byte lie before `end - 1`? Then the record was cut short by a crash."""
+    last_nonzero = len(bytes(data).rstrip(b"\0")) - 1
+    return last_nonzero < end - 1
 
 
 def scan(directory: Path) -> Iterator[SegmentScan]:
