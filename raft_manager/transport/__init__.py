@@ -1,0 +1,1 @@
+"""Moving core messages between nodes: the wire codec (codec.py); transports come with the node."""

@@ -1,0 +1,168 @@
+"""The wire format of Raft messages between nodes: versioned msgpack frames.
+
+Theory of operation: a frame is one msgpack array
+
+    [version, cluster id, sender id, message type code, field, field, ...]
+
+with the message's own fields in the order its dataclass declares them (the sender and term
+included; the recipient is implied by the connection). Entries travel as [index, term, type, data]
+arrays, snapshot metadata as [index, term, voters, learners]. On a byte stream each frame is
+preceded by its length (u32, big-endian), and a frame longer than the receiver's cap is refused
+before it is read.
+
+Decoding is strict and total: anything that is not exactly a frame of this version, for this
+cluster, with fields of the right shapes, raises FrameError with a short reason (which a transport
+counts, per reason, and drops); nothing else escapes. Whether the message makes sense to Raft is
+then core's validate_message's business.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any
+
+import msgpack
+
+from raft_manager.core import (
+    AppendEntries,
+    AppendResponse,
+    ConfState,
+    Entry,
+    EntryType,
+    Heartbeat,
+    HeartbeatResponse,
+    InstallSnapshot,
+    Message,
+    NodeId,
+    ReadIndexRequest,
+    ReadIndexResponse,
+    RequestVote,
+    SnapshotAck,
+    SnapshotMeta,
+    TimeoutNow,
+    VoteResponse,
+)
+
+PROTOCOL_VERSION = 1
+LENGTH_PREFIX = struct.Struct(">I")
+DEFAULT_MAX_FRAME_BYTES = 64 << 20
+
+# Type codes are part of the protocol: append new ones, never renumber.
+_CODES: dict[type[Message], int] = {
+    AppendEntries: 1,
+    AppendResponse: 2,
+    Heartbeat: 3,
+    HeartbeatResponse: 4,
+    RequestVote: 5,
+    VoteResponse: 6,
+    InstallSnapshot: 7,
+    SnapshotAck: 8,
+    TimeoutNow: 9,
+    ReadIndexRequest: 10,
+    ReadIndexResponse: 11,
+}
+_TYPES = {code: kind for kind, code in _CODES.items()}
+_ENTRY_TYPES = {entry_type.value: entry_type for entry_type in EntryType}
+_HEAD = 4  # version, cluster, sender, code
+
+
+class FrameError(ValueError):
+    """A frame that cannot be accepted; `reason` is short and stable, fit to count drops by."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+def _field_names(kind: type[Message]) -> tuple[str, ...]:
+    return tuple(field.name for field in fields(kind) if field.name != "to")
+
+
+_FIELDS = {kind: _field_names(kind) for kind in _CODES}
+
+
+def _encode_value(value: Any) -> Any:
+    if isinstance(value, tuple):  # entries
+        return [[entry.index, entry.term, int(entry.type), entry.data] for entry in value]
+    if isinstance(value, SnapshotMeta):
+        return [value.index, value.term, list(value.conf.voters), list(value.conf.learners)]
+    return value
+
+
+def encode(msg: Message, cluster_id: str) -> bytes:
+    """The frame for `msg` (without the length prefix)."""
+    kind = type(msg)
+    body: list[Any] = [PROTOCOL_VERSION, cluster_id, msg.frm, _CODES[kind]]
+    body.extend(_encode_value(getattr(msg, name)) for name in _FIELDS[kind][1:])
+    return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def encode_with_length(msg: Message, cluster_id: str) -> bytes:
+    frame = encode(msg, cluster_id)
+    return LENGTH_PREFIX.pack(len(frame)) + frame
+
+
+def _decode_entries(value: Any) -> tuple[Entry, ...]:
+    if not isinstance(value, list):
+        raise FrameError("bad-field", "entries must be an array")
+    entries = []
+    for item in value:
+        if not (isinstance(item, list) and len(item) == 4):
+            raise FrameError("bad-field", "an entry must be [index, term, type, data]")
+        index, term, code, data = item
+        entry_type = _ENTRY_TYPES.get(code) if type(code) is int else None
+        if entry_type is None or type(index) is not int or type(term) is not int:
+            raise FrameError("bad-field", "an entry has a bad index, term or type")
+        if not isinstance(data, bytes):
+            raise FrameError("bad-field", "entry data must be bytes")
+        entries.append(Entry(index, term, entry_type, data))
+    return tuple(entries)
+
+
+def _decode_meta(value: Any) -> SnapshotMeta:
+    if not (isinstance(value, list) and len(value) == 4):
+        raise FrameError("bad-field", "snapshot meta must be [index, term, voters, learners]")
+    index, term, voters, learners = value
+    if type(index) is not int or type(term) is not int:
+        raise FrameError("bad-field", "snapshot meta index and term must be integers")
+    for ids in (voters, learners):
+        if not (isinstance(ids, list) and all(isinstance(node, str) for node in ids)):
+            raise FrameError("bad-field", "snapshot configuration must list node ids")
+    return SnapshotMeta(index, term, ConfState(tuple(voters), tuple(learners)))
+
+
+_NESTED: dict[str, Callable[[Any], Any]] = {"entries": _decode_entries, "meta": _decode_meta}
+
+
+def decode(frame: bytes, cluster_id: str, recipient: NodeId) -> Message:
+    """The message in `frame`, addressed to `recipient`; raises FrameError."""
+    try:
+        body = msgpack.unpackb(frame, raw=False, use_list=True, strict_map_key=True)
+    except Exception as error:  # msgpack raises several unrelated types on garbage
+        raise FrameError("undecodable", type(error).__name__) from None
+    if not isinstance(body, list) or len(body) < _HEAD:
+        raise FrameError("not-a-frame")
+    version, cluster, sender, code = body[:_HEAD]
+    if version != PROTOCOL_VERSION:
+        raise FrameError("bad-version", repr(version))
+    if cluster != cluster_id:
+        raise FrameError("wrong-cluster", repr(cluster))
+    if not (isinstance(sender, str) and sender):
+        raise FrameError("bad-sender")
+    kind = _TYPES.get(code) if type(code) is int else None
+    if kind is None:
+        raise FrameError("unknown-type", repr(code))
+    names = _FIELDS[kind]
+    values = body[_HEAD:]
+    if len(values) != len(names) - 1:
+        raise FrameError("bad-arity", f"{kind.__name__} takes {len(names) - 1} fields")
+    arguments: dict[str, Any] = {"frm": sender, "to": recipient}
+    for name, value in zip(names[1:], values, strict=True):
+        decoder = _NESTED.get(name)
+        arguments[name] = decoder(value) if decoder else value
+    try:
+        return kind(**arguments)
+    except (TypeError, ValueError) as error:
+        raise FrameError("bad-field", str(error)) from None
