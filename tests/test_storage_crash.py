@@ -358,22 +358,34 @@ def test_the_last_batch_cut_short_then_zero_filled_is_the_state_before_it(copies
     assert_state(history.open_load(directory), history.states[-2], "last record zeroed")
 
 
-def test_a_prefix_of_the_last_batch_followed_by_zeros_is_a_torn_write(copies: Copies) -> None:
-    # Regression test for a fixed bug: a torn last record whose surviving prefix is followed by
-    # zeros (the documented crash model: 'some prefix of its bytes (possibly followed by zeros)')
-    # is reported as a checksum mismatch (CorruptionError) instead of being cut off as a torn tail
-    history = write_history(copies.pristine, 23)
+@pytest.mark.parametrize("extra_zeros", [0, 1, 4096])
+@pytest.mark.parametrize(
+    ("seed", "segment_bytes", "min_segments"), [(23, 1 << 20, 1), (24, 4096, 3)]
+)
+def test_a_prefix_of_the_last_batch_followed_by_zeros_is_a_torn_write(
+    copies: Copies, seed: int, segment_bytes: int, min_segments: int, extra_zeros: int
+) -> None:
+    """The crash model: an unsynced write leaves some prefix of its bytes, possibly followed by
+    zeros up to the length the file had reached (or beyond, to a block boundary).
+
+    Regression test for a fixed bug: such a record was reported as a checksum mismatch
+    (CorruptionError) instead of being cut off as a torn tail."""
+    history = write_history(
+        copies.pristine, seed, segment_bytes=segment_bytes, min_segments=min_segments
+    )
     last = history.last
     record = last.path.read_bytes()[last.start : last.end]
     failures = []
+    tested = 0
     for kept in range(1, len(record)):
         if not any(record[kept:]):
             continue  # the bytes zeroed were zeros: the whole record made it to the disk
+        tested += 1
         directory = copies()
         segment = copies.same(last.path, directory)
-        with segment.open("r+b") as file:  # the file keeps its length; the tail reads as zeros
+        with segment.open("r+b") as file:  # the tail from `kept` on reads as zeros
             file.seek(last.start + kept)
-            file.write(bytes(last.end - last.start - kept))
+            file.write(bytes(last.end - last.start - kept + extra_zeros))
         try:
             found = history.open_load(directory)
         except CorruptionError as error:
@@ -381,7 +393,10 @@ def test_a_prefix_of_the_last_batch_followed_by_zeros_is_a_torn_write(copies: Co
             continue
         if found != history.states[-2]:
             failures.append(f"{kept} bytes kept: loaded {describe(found)}")
+        elif segment.stat().st_size != last.start:
+            failures.append(f"{kept} bytes kept: the torn tail was not cut off")
     assert failures == []
+    assert tested > len(record) // 2
 
 
 def test_a_torn_compaction_marker_leaves_the_state_before_or_after_the_compaction(

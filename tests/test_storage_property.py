@@ -110,13 +110,7 @@ options = st.builds(
 class Run:
     """Plays operations on a Lockstep and checks every reopen against the model."""
 
-    def __init__(
-        self,
-        directory: Path,
-        opts: Options,
-        back_to_back_compactions: bool,
-        record_events: bool = True,
-    ) -> None:
+    def __init__(self, directory: Path, opts: Options, record_events: bool = True) -> None:
         self.record_events = record_events
         self.pair = Lockstep(
             directory,
@@ -125,8 +119,6 @@ class Run:
             fsync=opts.fsync,
         )
         self.term = 1
-        self.back_to_back_compactions = back_to_back_compactions
-        self.entries_since_compaction = True
         self.reopens = 0
         self.check()
 
@@ -155,22 +147,17 @@ class Run:
             if op.hard_state:
                 hard_state = HardState(self.term, "n1", max(first + op.count - 1 - op.back, 0))
             pair.save(hard_state, entries, None)
-            self.entries_since_compaction |= op.count > 0
         elif isinstance(op, Install):
             index = max(self.offset + 1, self.last + op.delta)
             term = self.term_at(index) if op.same_term and index <= self.last else self.term
             snapshot = snap(index, term, op.size)
             hard_state = HardState(self.term, None, index) if op.hard_state else None
             pair.save(hard_state, ents(index + 1, op.follow, self.term), snapshot)
-            self.entries_since_compaction = True
         elif isinstance(op, Compact):
             if self.last == self.offset:
                 return  # nothing to compact
-            if not (self.back_to_back_compactions or self.entries_since_compaction):
-                return
             index = max(self.offset + 1, self.last - op.back)
             pair.compact(snap(index, self.term_at(index), 100 + index % 200))
-            self.entries_since_compaction = False
         elif isinstance(op, SetHardState):
             self.term += op.new_term
             pair.save(self.hard_state(op.vote, op.commit_back), [], None)
@@ -202,9 +189,9 @@ class Run:
         self.pair.close()
 
 
-def run(ops: list[Op], opts: Options, back_to_back_compactions: bool) -> None:
+def run(ops: list[Op], opts: Options) -> None:
     with tempfile.TemporaryDirectory(prefix="storage-property-") as name:
-        state = Run(Path(name), opts, back_to_back_compactions)
+        state = Run(Path(name), opts)
         try:
             for op in ops:
                 state.play(op)
@@ -213,42 +200,36 @@ def run(ops: list[Op], opts: Options, back_to_back_compactions: bool) -> None:
             state.pair.close()
 
 
-# A compaction whose marker is the first record of a segment (the segment before it was full),
-# then a second compaction that deletes that older segment, with no entries written in between.
+# Regression examples for a fixed bug: once the segment holding the entries was deleted, a
+# surviving segment whose first marker is a compaction made recovery take that index as the log's
+# end, so a later compaction failed to recover ('compaction to (i, t) of entries not held').
 BACK_TO_BACK = [
     Append(back=0, count=15, new_term=False, size=270, hard_state=True),  # fills segment 1
     Compact(back=5),  # compact(10): its marker opens segment 2; segment 1 (entries 1..15) stays
     Compact(back=0),  # compact(15): segment 1 is deleted
     Reopen(fsync=False),
 ]
+COMMITS_BETWEEN = [  # the same with commit-index updates around the compactions
+    Append(back=0, count=15, new_term=False, size=270, hard_state=True),
+    SetHardState(new_term=False, vote="n1", commit_back=5),
+    Compact(back=5),
+    SetHardState(new_term=False, vote="n1", commit_back=0),
+    Compact(back=0),
+    Reopen(fsync=True),
+]
 SMALL = Options(segment_bytes=4096, keep_snapshots=2, fsync=False)
-
-PROPERTY_SETTINGS = settings(
-    deadline=None,
-    max_examples=400,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 
 
 @example(ops=BACK_TO_BACK, opts=SMALL)
-@PROPERTY_SETTINGS
+@example(ops=COMMITS_BETWEEN, opts=SMALL)
+@settings(
+    deadline=None,
+    max_examples=800,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(ops=st.lists(operations, min_size=10, max_size=80), opts=options)
 def test_file_storage_reopens_to_the_memory_model(ops: list[Op], opts: Options) -> None:
-    # Regression test for a fixed bug: recovery raises CorruptionError 'compaction to (i, t) of
-    # entries not held' when a segment starts with a compaction marker and the segments before it
-    # were deleted: LogReplay._cut sets last to the marker's index although the log went further
-    run(ops, opts, back_to_back_compactions=True)
-
-
-@PROPERTY_SETTINGS
-@given(ops=st.lists(operations, min_size=10, max_size=80), opts=options)
-def test_file_storage_reopens_to_the_memory_model_without_back_to_back_compactions(
-    ops: list[Op], opts: Options
-) -> None:
-    """The same property, with a compaction allowed only after some entries were written since
-    the previous one (which steers clear of the bug above, so that the property keeps checking
-    everything else while that bug exists)."""
-    run(ops, opts, back_to_back_compactions=False)
+    run(ops, opts)
 
 
 def test_the_generated_runs_rotate_and_delete_segments() -> None:
@@ -256,7 +237,7 @@ def test_the_generated_runs_rotate_and_delete_segments() -> None:
     generator's ranges, on one hand-picked run)."""
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name)
-        state = Run(directory, SMALL, back_to_back_compactions=False, record_events=False)
+        state = Run(directory, SMALL, record_events=False)
         for _ in range(6):
             state.play(Append(back=0, count=12, new_term=False, size=300, hard_state=True))
         assert len(segments(directory)) >= 3

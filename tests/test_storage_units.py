@@ -506,12 +506,12 @@ def test_bad_options_are_refused(tmp_path: Path, options: dict[str, int], messag
 
 
 def test_compacting_twice_as_entries_are_applied_after_a_rotation_reopens(tmp_path: Path) -> None:
-    # Regression test for a fixed bug: after the segment holding a log's entries is deleted, a
-    # surviving segment whose first marker is a compaction makes recovery (LogReplay._cut) take
-    # that index as the log's end, so a later compaction to a higher index fails: 'compaction ...
-    # of entries not held'
     """A follower applies entries it already holds and compacts twice, with only commit-index
-    updates in between; the segment holding the entries was full, so the markers open the next."""
+    updates in between; the segment holding the entries was full, so the markers open the next.
+
+    Regression test for a fixed bug: once the segment holding the entries was deleted, recovery
+    (LogReplay._cut) took the first compaction marker's index as the log's end, and the second
+    compaction failed to recover ('compaction to (i, t) of entries not held')."""
     pair = Lockstep(tmp_path, segment_bytes=4096)
     last = 0
     while len(segments(tmp_path)) == 1:  # entries until segment 1 rotates
@@ -526,19 +526,52 @@ def test_compacting_twice_as_entries_are_applied_after_a_rotation_reopens(tmp_pa
     pair.close()
 
 
-@pytest.mark.parametrize("first", [0, 5, 9])
+@pytest.mark.parametrize("reopen", [False, True])
+@pytest.mark.parametrize(
+    ("first", "with_snapshot"), [(0, False), (5, False), (9, False), (10, True), (13, True)]
+)
 def test_save_refuses_entries_that_do_not_attach_like_memory_storage(
-    tmp_path: Path, first: int
+    tmp_path: Path, first: int, with_snapshot: bool, reopen: bool
 ) -> None:
-    # Regression test for a fixed bug: FileStorage.save accepts entries that do not attach to the
-    # log and writes them; MemoryStorage refuses them with ValueError and keeps its state, while
-    # the next FileStorage open raises CorruptionError (a gap, or an entry below the log's start):
-    # one bad Ready leaves a node that cannot restart
+    """Entries leaving a gap, or reaching to or below the snapshot, are refused with ValueError and
+    nothing is written (not even the snapshot file), as MemoryStorage does.
+
+    Regression test for a fixed bug: FileStorage.save wrote them, and the next open raised
+    CorruptionError (a gap, or an entry below the log's start): one bad Ready left a node that
+    could not restart."""
     pair = Lockstep(tmp_path)
     pair.save(HardState(1, "n1", 1), ents(1, 3, 1), None)
-    with pytest.raises(ValueError, match="attach"):
-        pair.memory.save(HardState(9, "n9", 3), ents(first, 1, 1), None)
-    with pytest.raises(ValueError):
-        pair.file.save(HardState(9, "n9", 3), ents(first, 1, 1), None)
-    assert pair.reopen() == pair.expected()  # nothing of the refused write was kept
+    if reopen:  # the log's bounds come from recovery
+        pair.reopen()
+    before = file_sizes(tmp_path)
+    snapshot = snap(10, 2) if with_snapshot else None
+    for storage in (pair.memory, pair.file):
+        with pytest.raises(ValueError, match="attach"):
+            storage.save(HardState(9, "n9", 3), ents(first, 2, 2), snapshot)
+    assert file_sizes(tmp_path) == before
+    assert pair.reopen() == pair.expected()
+    pair.close()
+
+
+@pytest.mark.parametrize("reopen", [False, True])
+def test_compaction_past_the_end_is_refused_and_below_the_snapshot_does_nothing(
+    tmp_path: Path, reopen: bool
+) -> None:
+    pair = Lockstep(tmp_path)
+    pair.save(HardState(1, "n1", 8), ents(1, 10, 1), None)
+    pair.compact(snap(6, 1))
+    if reopen:
+        pair.reopen()
+    before = file_sizes(tmp_path)
+    for storage in (pair.memory, pair.file):
+        with pytest.raises(ValueError):
+            storage.compact(snap(11, 1))
+    assert file_sizes(tmp_path) == before
+    for index in (3, 6):  # at or below the snapshot: nothing to do
+        pair.compact(snap(index, 1, size=99))
+    assert file_sizes(tmp_path) == before
+    assert pair.reopen() == pair.expected()
+    pair.compact(snap(10, 1))  # up to the very end is fine
+    pair.save(None, ents(11, 2, 2), None)
+    assert pair.reopen() == pair.expected()
     pair.close()

@@ -184,6 +184,9 @@ class FileStorage:
         self.directory = Path(directory)
         self._wal_dir = self.directory / "wal"
         self._wal_dir.mkdir(parents=True, exist_ok=True)
+        for stray in self._wal_dir.glob("*.tmp"):
+            log.warning("removing %s: a segment creation that never finished", stray)
+            stray.unlink()
         self._snapshots = SnapshotStore(self.directory / "snap", keep_snapshots, fsync)
         self._snapshots.directory.mkdir(exist_ok=True)
         self._snapshots.remove_strays()
