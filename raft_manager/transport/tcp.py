@@ -1,0 +1,227 @@
+"""Raft messages over TCP: length-prefixed msgpack frames, one outbound connection per peer.
+
+Theory of operation: the transport listens on its own address; every peer that wants to talk to
+us dials in, and we dial every peer we talk to (so each direction has its own connection, and a
+connection only ever carries frames one way). Inbound, each connection is read frame by frame:
+a length prefix above the cap, or a connection that breaks mid-frame, closes that connection; a
+frame that fails to decode is dropped and counted by reason; either way the node keeps serving.
+Outbound, `send` never blocks: it puts the message in the peer's bounded queue (a full queue drops
+it, counted: a slow peer costs at most its queue), and one task per peer drains the queue,
+writing everything queued as one buffer, (re)connecting with exponential backoff and jitter when
+needed. Messages lost with a broken connection are Raft's to resend; the transport only promises
+not to reorder what it delivers on one connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import anyio
+from anyio.abc import ByteStream, SocketStream, TaskGroup
+
+from raft_manager.core import Message, NodeId
+
+from .codec import (
+    DEFAULT_MAX_FRAME_BYTES,
+    LENGTH_PREFIX,
+    FrameError,
+    decode,
+    encode_with_length,
+)
+
+log = logging.getLogger("raft_manager.transport")
+
+DEFAULT_QUEUE_MESSAGES = 4096
+BACKOFF_START = 0.02
+BACKOFF_MAX = 1.0
+
+
+@dataclass(slots=True)
+class TransportStats:
+    sent: int = 0
+    received: int = 0
+    bytes_out: int = 0
+    bytes_in: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)  # by reason
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """'host:port' or '[v6]:port' -> (host, port); ValueError otherwise."""
+    host, separator, port = address.rpartition(":")
+    if not separator or not port.isdigit() or not host:
+        raise ValueError(f"bad address {address!r}: expected host:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    number = int(port)
+    if not 0 < number < 65536:
+        raise ValueError(f"bad port in {address!r}")
+    return host, number
+
+
+class _Peer:
+    """The outbound side of one peer: a bounded queue and the task that drains it."""
+
+    def __init__(self, address: str, capacity: int) -> None:
+        self.address = address
+        self.send_stream, self.receive_stream = anyio.create_memory_object_stream[bytes](capacity)
+
+
+class TcpTransport:
+    def __init__(
+        self,
+        node_id: NodeId,
+        cluster_id: str,
+        listen: str,
+        peers: dict[NodeId, str],
+        *,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        queue_messages: int = DEFAULT_QUEUE_MESSAGES,
+    ) -> None:
+        self.node_id = node_id
+        self.cluster_id = cluster_id
+        self.listen = listen
+        self.max_frame_bytes = max_frame_bytes
+        self.queue_messages = queue_messages
+        self.stats = TransportStats()
+        self._peers: dict[NodeId, _Peer] = {}
+        self._addresses = {peer: address for peer, address in peers.items() if peer != node_id}
+        self._task_group: TaskGroup | None = None
+        self._deliver: Callable[[Message], None] | None = None
+        self.port = 0  # the port actually bound (useful with port 0)
+
+    async def serve(
+        self,
+        task_group: TaskGroup,
+        deliver: Callable[[Message], None],
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen and run the peer senders inside `task_group` until it is cancelled."""
+        self._task_group = task_group
+        self._deliver = deliver
+        host, port = parse_address(self.listen)
+        listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+        self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        for peer, address in self._addresses.items():
+            self._start_peer(peer, address)
+        task_status.started()
+        async with listener:
+            await listener.serve(self._read_connection, task_group=task_group)
+
+    def _start_peer(self, peer: NodeId, address: str) -> None:
+        assert self._task_group is not None
+        state = _Peer(address, self.queue_messages)
+        self._peers[peer] = state
+        self._task_group.start_soon(self._run_peer, peer, state)
+
+    def send(self, msg: Message) -> None:
+        """Queue `msg` for its recipient; never blocks (a full queue or unknown peer drops it)."""
+        peer = self._peers.get(msg.to)
+        if peer is None:
+            self.stats.dropped["unknown-peer"] += 1
+            return
+        try:
+            peer.send_stream.send_nowait(encode_with_length(msg, self.cluster_id))
+        except anyio.WouldBlock:
+            self.stats.dropped["queue-full"] += 1
+
+    async def _run_peer(self, peer: NodeId, state: _Peer) -> None:
+        backoff = BACKOFF_START
+        jitter = random.Random(f"{self.node_id}->{peer}")
+        pending: list[bytes] = []
+        while True:
+            try:
+                host, port = parse_address(state.address)
+                stream = await anyio.connect_tcp(host, port)
+            except OSError:
+                await anyio.sleep(backoff * (0.5 + jitter.random()))
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
+            backoff = BACKOFF_START
+            log.info("connected to %s at %s", peer, state.address)
+            try:
+                async with stream:
+                    await self._pump(stream, state, pending)
+            except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self.stats.dropped["connection-lost"] += len(pending)
+                pending.clear()
+                log.info("lost the connection to %s", peer)
+
+    async def _pump(self, stream: SocketStream, state: _Peer, pending: list[bytes]) -> None:
+        receive = state.receive_stream
+        while True:
+            pending.append(await receive.receive())
+            while True:  # batch everything already queued into one write
+                try:
+                    pending.append(receive.receive_nowait())
+                except anyio.WouldBlock:
+                    break
+            buffer = b"".join(pending)
+            await stream.send(buffer)
+            self.stats.sent += len(pending)
+            self.stats.bytes_out += len(buffer)
+            pending.clear()
+
+    async def _read_connection(self, stream: SocketStream) -> None:
+        async with stream:
+            reader = _FrameReader(stream, self.max_frame_bytes)
+            try:
+                while True:
+                    frame = await reader.next_frame()
+                    if frame is None:
+                        return
+                    self.stats.bytes_in += len(frame) + LENGTH_PREFIX.size
+                    self._accept(frame)
+            except FrameError as error:  # the stream cannot be resynchronized: hang up
+                self.stats.dropped[error.reason] += 1
+                log.warning("closing a connection: %s", error)
+            except (OSError, anyio.BrokenResourceError, anyio.EndOfStream):
+                return
+
+    def _accept(self, frame: bytes) -> None:
+        try:
+            msg = decode(frame, self.cluster_id, self.node_id)
+        except FrameError as error:
+            self.stats.dropped[error.reason] += 1
+            log.debug("dropped a frame: %s", error)
+            return
+        self.stats.received += 1
+        assert self._deliver is not None
+        self._deliver(msg)
+
+
+class _FrameReader:
+    """Splits a byte stream into length-prefixed frames."""
+
+    def __init__(self, stream: ByteStream, max_frame_bytes: int) -> None:
+        self._stream = stream
+        self._buffer = bytearray()
+        self._max = max_frame_bytes
+
+    async def _fill(self, size: int) -> bool:
+        while len(self._buffer) < size:
+            try:
+                chunk = await self._stream.receive(max(65536, size - len(self._buffer)))
+            except anyio.EndOfStream:
+                if self._buffer:
+                    raise FrameError("truncated", f"{len(self._buffer)} bytes left") from None
+                return False
+            self._buffer.extend(chunk)
+        return True
+
+    async def next_frame(self) -> bytes | None:
+        """The next frame, or None at a clean end of stream."""
+        if not await self._fill(LENGTH_PREFIX.size):
+            return None
+        (length,) = LENGTH_PREFIX.unpack_from(self._buffer)
+        if length > self._max:
+            raise FrameError("oversized", f"{length} bytes announced, cap {self._max}")
+        if not await self._fill(LENGTH_PREFIX.size + length):
+            raise FrameError("truncated")
+        frame = bytes(self._buffer[LENGTH_PREFIX.size : LENGTH_PREFIX.size + length])
+        del self._buffer[: LENGTH_PREFIX.size + length]
+        return frame
