@@ -1,0 +1,110 @@
+"""The node runtime, three nodes in one event loop on real loopback sockets and real files."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import pytest
+
+from raft_manager.core import NotLeader, Raft, RaftConfig
+from raft_manager.server.runtime import NodeRuntime
+from raft_manager.server.state_machine import KeyValueStateMachine
+from raft_manager.storage import FileStorage
+from raft_manager.transport.tcp import TcpTransport
+
+IDS = ("n1", "n2", "n3")
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for probe in sockets:
+        probe.bind(("127.0.0.1", 0))
+    ports = [probe.getsockname()[1] for probe in sockets]
+    for probe in sockets:
+        probe.close()
+    return ports
+
+
+@asynccontextmanager
+async def cluster(tmp_path: Path, snapshot_every: int = 10_000) -> AsyncIterator[list[NodeRuntime]]:
+    addresses = {node: f"127.0.0.1:{port}" for node, port in zip(IDS, _free_ports(3), strict=True)}
+    runtimes = []
+    for k, node in enumerate(IDS):
+        storage = FileStorage(tmp_path / node)
+        config = RaftConfig(id=node, voters=IDS, election_tick=10)
+        raft = Raft(config, random.Random(k), storage.load())
+        transport = TcpTransport(node, "test-cluster", addresses[node], addresses)
+        runtimes.append(
+            NodeRuntime(
+                raft,
+                storage,
+                transport,
+                KeyValueStateMachine(),
+                tick_seconds=0.01,
+                snapshot_every=snapshot_every,
+            )
+        )
+    async with anyio.create_task_group() as group:
+        for runtime in runtimes:
+            await group.start(runtime.run)
+        yield runtimes
+        group.cancel_scope.cancel()
+    for runtime in runtimes:
+        runtime.storage.close()
+
+
+async def _leader(runtimes: list[NodeRuntime]) -> NodeRuntime:
+    with anyio.fail_after(5):
+        while True:
+            leaders = [runtime for runtime in runtimes if runtime.is_leader]
+            if leaders:
+                return leaders[0]
+            await anyio.sleep(0.01)
+
+
+def _put(key: str, value: int) -> bytes:
+    return json.dumps({"op": "put", "key": key, "value": value}).encode()
+
+
+async def test_three_nodes_elect_commit_and_apply_in_the_same_order(tmp_path: Path) -> None:
+    async with cluster(tmp_path, snapshot_every=100) as runtimes:
+        leader = await _leader(runtimes)
+        results: list[object] = []
+
+        async def propose(k: int) -> None:
+            results.append(await leader.propose(_put(f"k{k % 7}", k)))
+
+        async with anyio.create_task_group() as group:
+            for k in range(300):
+                group.start_soon(propose, k)
+        assert results == [{"ok": True}] * 300
+        with anyio.fail_after(5):
+            while len({runtime.raft.log.applied for runtime in runtimes}) != 1:
+                await anyio.sleep(0.01)
+        images = [runtime.state_machine.snapshot() for runtime in runtimes]
+        assert images[0] == images[1] == images[2]
+        assert leader.raft.log.offset > 0  # the log was compacted along the way
+        follower = next(runtime for runtime in runtimes if not runtime.is_leader)
+        with pytest.raises(NotLeader):
+            await follower.propose(_put("x", 1))
+        index = await follower.read_barrier()  # a linearizable read on a follower
+        assert index >= leader.raft.log.committed - 1
+
+
+async def test_a_restarted_cluster_recovers_its_state_from_disk(tmp_path: Path) -> None:
+    async with cluster(tmp_path) as runtimes:
+        leader = await _leader(runtimes)
+        for k in range(20):
+            await leader.propose(_put("counter", k))
+    async with cluster(tmp_path) as runtimes:
+        leader = await _leader(runtimes)
+        await leader.propose(_put("after", 1))
+        machine = leader.state_machine
+        assert isinstance(machine, KeyValueStateMachine)
+        assert machine.get("counter") == 19 and machine.get("after") == 1
