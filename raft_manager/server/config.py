@@ -1,0 +1,145 @@
+"""Cluster and node configuration: a TOML file, RAFT_MANAGER_* environment variables, CLI flags.
+
+Theory of operation: one file describes the whole cluster, so every node reads the same one and
+is told which node it is. Settings come, lowest priority first, from the model's defaults, the
+TOML file, environment variables (`RAFT_MANAGER_TICK_MS=20`, nested with a double underscore),
+and explicit overrides (CLI flags). Validation happens once, at load: an unknown key, a bad
+address, a node named twice, an address used twice or an impossible timing raises ConfigError
+with every problem listed.
+
+    cluster_id = "swarm"
+    tick_ms = 50                 # one Raft tick; heartbeats every tick
+    election_ticks = 6           # election timeout 300 ms, randomized up to 2x
+    [nodes.n1]
+    address = "127.0.0.1:7001"   # Raft traffic between nodes
+    client_address = "127.0.0.1:8001"
+    data_dir = "data/n1"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from raft_manager.transport.tcp import parse_address
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message lists every problem."""
+
+
+class NodeSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: str
+    client_address: str
+    data_dir: Path
+
+    @field_validator("address", "client_address")
+    @classmethod
+    def _valid_address(cls, value: str) -> str:
+        parse_address(value)
+        return value
+
+
+class ClusterConfig(BaseSettings):
+    model_config = SettingsConfigDict(
+        extra="forbid", env_prefix="RAFT_MANAGER_", env_nested_delimiter="__", frozen=True
+    )
+
+    cluster_id: str = Field(default="raft-manager", min_length=1)
+    tick_ms: int = Field(default=50, ge=1, le=10_000)
+    heartbeat_ticks: int = Field(default=1, ge=1)
+    election_ticks: int = Field(default=6, ge=2)
+    pre_vote: bool = True
+    check_quorum: bool = True
+    snapshot_every: int = Field(default=10_000, ge=1)
+    fsync: bool = True
+    nodes: dict[str, NodeSpec]
+
+    @field_validator("nodes")
+    @classmethod
+    def _some_nodes(cls, nodes: dict[str, NodeSpec]) -> dict[str, NodeSpec]:
+        if not nodes:
+            raise ValueError("name at least one node")
+        for node_id in nodes:
+            if not node_id or not node_id.replace("-", "").replace("_", "").isalnum():
+                raise ValueError(f"node id {node_id!r}: use letters, digits, '-' and '_'")
+        return nodes
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClusterConfig:
+        if self.election_ticks <= self.heartbeat_ticks:
+            raise ValueError("election_ticks must be greater than heartbeat_ticks")
+        seen: dict[str, str] = {}
+        for node_id, spec in self.nodes.items():
+            for address in (spec.address, spec.client_address):
+                if address in seen:
+                    raise ValueError(f"{node_id} and {seen[address]} both use {address}")
+                seen[address] = node_id
+        return self
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """The TOML file's contents, as the lowest-priority settings source."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def _from_sources(data: dict[str, Any], overrides: dict[str, Any]) -> ClusterConfig:
+    class Loaded(ClusterConfig):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            # Highest priority first: explicit overrides, then the environment, then the file.
+            return (init_settings, env_settings, _FileSource(settings_cls, data))
+
+    return Loaded(**overrides)
+
+
+def load_config(path: Path, overrides: dict[str, Any] | None = None) -> ClusterConfig:
+    """Read and validate a cluster file. Relative data dirs are taken from the file's folder."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    try:
+        config = _from_sources(data, overrides or {})
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc']) or 'config'}: {problem['msg']}"
+            for problem in error.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from None
+    nodes = {
+        node_id: spec.model_copy(
+            update={
+                "data_dir": spec.data_dir
+                if spec.data_dir.is_absolute()
+                else path.parent / spec.data_dir
+            }
+        )
+        for node_id, spec in config.nodes.items()
+    }
+    return config.model_copy(update={"nodes": nodes})
