@@ -10,6 +10,7 @@ import typer
 
 from raft_manager import __version__
 
+from .node import node_command
 from .sim import sim_command
 from .wal import wal_app
 
@@ -37,5 +38,6 @@ def main(
     """A Raft consensus coordinator for AI-agent swarms."""
 
 
+app.command("node")(node_command)
 app.command("sim")(sim_command)
 app.add_typer(wal_app, name="wal")

@@ -102,6 +102,8 @@ class NodeRuntime:
         self._safe_reads: list[tuple[int, _Waiter]] = []  # (read index, waiter)
         self._read_counter = 0
         self._snapshot_index = raft.log.offset
+        if raft.snapshot is not None:  # a restart: the log resumes after the snapshot
+            state_machine.restore(raft.snapshot.data)
 
     # -- running -------------------------------------------------------------------------------
 
@@ -238,6 +240,18 @@ class NodeRuntime:
             return index
         finally:
             self._reads.pop(context, None)
+
+    def status(self) -> dict[str, Any]:
+        raft = self.raft
+        return {
+            "id": raft.id,
+            "role": raft.role.value,
+            "term": raft.term,
+            "leader": raft.leader,
+            "commit_index": raft.log.committed,
+            "applied_index": raft.log.applied,
+            "last_index": raft.log.last_index,
+        }
 
     @property
     def is_leader(self) -> bool:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anyio
-from anyio.abc import ByteStream, SocketStream, TaskGroup
+from anyio.abc import SocketStream, TaskGroup
 
 from raft_manager.core import Message, NodeId
 
@@ -32,6 +32,7 @@ from .codec import (
     decode,
     encode_with_length,
 )
+from .framing import FrameReader
 
 log = logging.getLogger("raft_manager.transport")
 
@@ -168,7 +169,7 @@ class TcpTransport:
 
     async def _read_connection(self, stream: SocketStream) -> None:
         async with stream:
-            reader = _FrameReader(stream, self.max_frame_bytes)
+            reader = FrameReader(stream, self.max_frame_bytes)
             try:
                 while True:
                     frame = await reader.next_frame()
@@ -192,36 +193,3 @@ class TcpTransport:
         self.stats.received += 1
         assert self._deliver is not None
         self._deliver(msg)
-
-
-class _FrameReader:
-    """Splits a byte stream into length-prefixed frames."""
-
-    def __init__(self, stream: ByteStream, max_frame_bytes: int) -> None:
-        self._stream = stream
-        self._buffer = bytearray()
-        self._max = max_frame_bytes
-
-    async def _fill(self, size: int) -> bool:
-        while len(self._buffer) < size:
-            try:
-                chunk = await self._stream.receive(max(65536, size - len(self._buffer)))
-            except anyio.EndOfStream:
-                if self._buffer:
-                    raise FrameError("truncated", f"{len(self._buffer)} bytes left") from None
-                return False
-            self._buffer.extend(chunk)
-        return True
-
-    async def next_frame(self) -> bytes | None:
-        """The next frame, or None at a clean end of stream."""
-        if not await self._fill(LENGTH_PREFIX.size):
-            return None
-        (length,) = LENGTH_PREFIX.unpack_from(self._buffer)
-        if length > self._max:
-            raise FrameError("oversized", f"{length} bytes announced, cap {self._max}")
-        if not await self._fill(LENGTH_PREFIX.size + length):
-            raise FrameError("truncated")
-        frame = bytes(self._buffer[LENGTH_PREFIX.size : LENGTH_PREFIX.size + length])
-        del self._buffer[: LENGTH_PREFIX.size + length]
-        return frame

@@ -1,0 +1,214 @@
+"""An async client for a raft-manager cluster, and a small sync wrapper.
+
+Theory of operation: the client knows the nodes' client addresses and remembers which one led
+last. A call goes there (or to the first address), over one pipelined connection per node whose
+responses are matched to requests by id. `not_leader` answers are followed to the leader they
+name; a connection failure, `timeout`, `dropped`, `lost` or `unavailable` moves on to the next
+node after a backoff (exponential, with full jitter), until the call's deadline passes, when
+TimeoutError is raised. Every proposal carries the client's session id and a request number, so
+a retried proposal can be recognized (the swarm ledger applies each number once); until then a
+retry after a timeout may apply twice. Other refusals raise ClientError with the node's code.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import uuid
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import anyio
+from anyio.abc import SocketStream, TaskGroup
+
+from raft_manager.transport.client_protocol import Request, decode_response, encode_request
+from raft_manager.transport.codec import FrameError
+from raft_manager.transport.framing import FrameReader, with_length
+from raft_manager.transport.tcp import parse_address
+
+RETRYABLE = ("timeout", "dropped", "lost", "unavailable")
+BACKOFF_START = 0.01
+BACKOFF_MAX = 0.5
+MAX_RESPONSE_BYTES = 64 << 20
+
+
+class ClientError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(f"{code}: {message}")
+
+
+class _Connection:
+    """One pipelined connection to one node."""
+
+    def __init__(self, stream: SocketStream) -> None:
+        self.stream = stream
+        self.reader = FrameReader(stream, MAX_RESPONSE_BYTES)
+        self.waiting: dict[int, tuple[anyio.Event, list[dict[str, Any]]]] = {}
+        self.lock = anyio.Lock()
+        self.broken = False
+
+    async def read_responses(self) -> None:
+        try:
+            while (frame := await self.reader.next_frame()) is not None:
+                response = decode_response(frame)
+                slot = self.waiting.pop(response["id"], None)
+                if slot is not None:
+                    slot[1].append(response)
+                    slot[0].set()
+        except (FrameError, OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+        finally:
+            self.broken = True
+            for event, _ in self.waiting.values():
+                event.set()  # wake every caller: they find no response and move on
+
+    async def call(self, request: Request, timeout: float) -> dict[str, Any] | None:
+        """The response, or None if the connection broke first."""
+        event, box = anyio.Event(), list[dict[str, Any]]()
+        self.waiting[request.id] = (event, box)
+        async with self.lock:
+            await self.stream.send(with_length(encode_request(request)))
+        with anyio.fail_after(timeout):
+            await event.wait()
+        return box[0] if box else None
+
+
+class RaftClient:
+    """Use as `async with RaftClient(addresses) as client: await client.propose(data)`."""
+
+    def __init__(
+        self, addresses: Sequence[str], *, timeout: float = 5.0, session: str | None = None
+    ) -> None:
+        if not addresses:
+            raise ValueError("give at least one node address")
+        for address in addresses:
+            parse_address(address)
+        self.addresses = list(addresses)
+        self.timeout = timeout
+        self.session = session or uuid.uuid4().hex
+        self._seq = itertools.count(1)
+        self._ids = itertools.count(1)
+        self._leader_address: str | None = None
+        self._connections: dict[str, _Connection] = {}
+        self._group: TaskGroup | None = None
+        self._jitter = random.Random()
+
+    async def __aenter__(self) -> RaftClient:
+        self._group = anyio.create_task_group()
+        await self._group.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        assert self._group is not None
+        for connection in self._connections.values():
+            await connection.stream.aclose()
+        self._group.cancel_scope.cancel()
+        await self._group.__aexit__(kind, error, trace)
+
+    async def propose(self, data: bytes) -> Any:
+        """Replicate a command; returns the state machine's answer."""
+        return await self._call("propose", data=data, session=self.session, seq=next(self._seq))
+
+    async def read(self, key: str) -> Any:
+        """A linearizable read of `key`."""
+        return await self._call("read", key=key)
+
+    async def status(self, address: str) -> dict[str, Any]:
+        """One node's own view (no redirect)."""
+        response = await self._send(address, Request(next(self._ids), "status"), self.timeout)
+        if response is None or not response["ok"]:
+            raise ClientError("unavailable", f"{address} did not answer")
+        result: dict[str, Any] = response["result"]
+        return result
+
+    async def _connect(self, address: str) -> _Connection:
+        connection = self._connections.get(address)
+        if connection is not None and not connection.broken:
+            return connection
+        host, port = parse_address(address)
+        stream = await anyio.connect_tcp(host, port)
+        connection = _Connection(stream)
+        self._connections[address] = connection
+        assert self._group is not None, "use RaftClient as an async context manager"
+        self._group.start_soon(connection.read_responses)
+        return connection
+
+    async def _send(self, address: str, request: Request, timeout: float) -> dict[str, Any] | None:
+        try:
+            connection = await self._connect(address)
+            return await connection.call(request, timeout)
+        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, TimeoutError):
+            self._connections.pop(address, None)
+            return None
+
+    async def _call(self, op: str, **fields: Any) -> Any:
+        deadline = anyio.current_time() + self.timeout
+        targets = itertools.cycle(self.addresses)
+        target = self._leader_address or next(targets)
+        backoff = BACKOFF_START
+        last_problem = "no node answered"
+        while (remaining := deadline - anyio.current_time()) > 0:
+            response = await self._send(target, Request(next(self._ids), op, **fields), remaining)
+            if response is not None and response["ok"]:
+                self._leader_address = target
+                return response["result"]
+            if response is None:
+                last_problem, target = f"{target} did not answer", next(targets)
+            elif response["code"] == "not_leader":
+                last_problem = response["error"]
+                target = response.get("leader_address") or next(targets)
+                if response.get("leader_address"):
+                    continue  # follow the redirect at once
+            elif response["code"] in RETRYABLE:
+                last_problem, target = response["error"], next(targets)
+            else:
+                raise ClientError(response["code"], response["error"])
+            await anyio.sleep(min(backoff * self._jitter.random(), max(remaining, 0)))
+            backoff = min(backoff * 2, BACKOFF_MAX)
+        raise TimeoutError(f"{op} gave no answer within {self.timeout} s: {last_problem}")
+
+
+class SyncRaftClient:
+    """The same calls, blocking, for scripts: one RaftClient on an event loop in a thread.
+
+    Use as `with SyncRaftClient(addresses) as client: client.propose(data)`.
+    """
+
+    def __init__(self, addresses: Sequence[str], *, timeout: float = 5.0) -> None:
+        self._portal_context = anyio.from_thread.start_blocking_portal()
+        self._portal = self._portal_context.__enter__()
+        self._client_context = self._portal.wrap_async_context_manager(
+            RaftClient(addresses, timeout=timeout)
+        )
+        self._client = self._client_context.__enter__()
+
+    def __enter__(self) -> SyncRaftClient:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client_context.__exit__(None, None, None)
+        self._portal_context.__exit__(None, None, None)
+
+    def propose(self, data: bytes) -> Any:
+        return self._portal.call(self._client.propose, data)
+
+    def read(self, key: str) -> Any:
+        return self._portal.call(self._client.read, key)
+
+    def status(self, address: str) -> dict[str, Any]:
+        return self._portal.call(self._client.status, address)

@@ -1,0 +1,91 @@
+"""One node process: storage, Raft, transport, runtime and client endpoint, wired from config.
+
+Theory of operation: `run_node` opens the node's storage (recovering, or refusing to start on
+corruption), builds the Raft core from what it recovered, and runs the runtime and the client
+endpoint in one task group until SIGTERM or SIGINT, then closes the storage. A node address that
+cannot be bound is reported as ConfigError before anything else starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import socket
+
+import anyio
+
+from raft_manager.core import Raft, RaftConfig
+from raft_manager.storage import FileStorage
+from raft_manager.transport.tcp import TcpTransport, parse_address
+
+from .client_api import ClientServer
+from .config import ClusterConfig, ConfigError
+from .runtime import NodeRuntime
+from .state_machine import KeyValueStateMachine
+
+log = logging.getLogger("raft_manager.server")
+
+
+def check_bindable(address: str) -> None:
+    host, port = parse_address(address)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise ConfigError(f"cannot listen on {address}: {error.strerror}") from None
+
+
+async def run_node(config: ClusterConfig, node_id: str) -> None:
+    spec = config.nodes.get(node_id)
+    if spec is None:
+        raise ConfigError(f"node {node_id!r} is not in the cluster ({', '.join(config.nodes)})")
+    check_bindable(spec.address)
+    check_bindable(spec.client_address)
+    storage = FileStorage(spec.data_dir, fsync=config.fsync)
+    raft_config = RaftConfig(
+        id=node_id,
+        voters=tuple(config.nodes),
+        election_tick=config.election_ticks,
+        heartbeat_tick=config.heartbeat_ticks,
+        pre_vote=config.pre_vote,
+        check_quorum=config.check_quorum,
+    )
+    raft = Raft(raft_config, random.Random(), storage.load())
+    transport = TcpTransport(
+        node_id,
+        config.cluster_id,
+        spec.address,
+        {peer: other.address for peer, other in config.nodes.items()},
+    )
+    machine = KeyValueStateMachine()
+    runtime = NodeRuntime(
+        raft,
+        storage,
+        transport,
+        machine,
+        tick_seconds=config.tick_ms / 1000,
+        snapshot_every=config.snapshot_every,
+    )
+    clients = ClientServer(
+        runtime,
+        spec.client_address,
+        {peer: other.client_address for peer, other in config.nodes.items()},
+        machine.get,
+    )
+    try:
+        async with anyio.create_task_group() as group:
+            await group.start(runtime.run)
+            await group.start(clients.serve, group)
+            log.info(
+                "%s serving raft on %s, clients on %s", node_id, spec.address, spec.client_address
+            )
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for received in signals:
+                    log.info("%s stopping on %s", node_id, signal.Signals(received).name)
+                    group.cancel_scope.cancel()
+                    break
+    finally:
+        storage.close()

@@ -1,0 +1,164 @@
+"""A real cluster: three `raft-manager node` processes on loopback sockets and real disks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from raft_manager.client import RaftClient
+
+IDS = ("n1", "n2", "n3")
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for probe in sockets:
+        probe.bind(("127.0.0.1", 0))
+    ports = [probe.getsockname()[1] for probe in sockets]
+    for probe in sockets:
+        probe.close()
+    return ports
+
+
+class Cluster:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        ports = _free_ports(6)
+        self.raft_addresses = {n: f"127.0.0.1:{ports[k]}" for k, n in enumerate(IDS)}
+        self.client_addresses = {n: f"127.0.0.1:{ports[k + 3]}" for k, n in enumerate(IDS)}
+        lines = ['cluster_id = "test"', "tick_ms = 20", "election_ticks = 8"]
+        for node in IDS:
+            lines += [
+                f"[nodes.{node}]",
+                f'address = "{self.raft_addresses[node]}"',
+                f'client_address = "{self.client_addresses[node]}"',
+                f'data_dir = "data/{node}"',
+            ]
+        self.config = directory / "cluster.toml"
+        self.config.write_text("\n".join(lines) + "\n")
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, node: str) -> None:
+        log = (self.directory / f"{node}.log").open("ab")
+        self.processes[node] = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "raft_manager.cli",
+                "node",
+                "--config",
+                str(self.config),
+                "--id",
+                node,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def kill(self, node: str) -> None:
+        self.processes[node].send_signal(signal.SIGKILL)
+        self.processes[node].wait()
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def client(self) -> RaftClient:
+        return RaftClient(list(self.client_addresses.values()), timeout=5.0)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    running = Cluster(tmp_path)
+    for node in IDS:
+        running.start(node)
+    try:
+        yield running
+    finally:
+        running.stop_all()
+
+
+def _put(key: str, value: int) -> bytes:
+    return json.dumps({"op": "put", "key": key, "value": value}).encode()
+
+
+async def _statuses(client: RaftClient, cluster: Cluster) -> dict[str, dict[str, object]]:
+    found = {}
+    for node, address in cluster.client_addresses.items():
+        try:
+            found[node] = await client.status(address)
+        except Exception:  # a node that is down or starting: not in the map
+            continue
+    return found
+
+
+async def _converged(client: RaftClient, cluster: Cluster, nodes: tuple[str, ...]) -> None:
+    with anyio.fail_after(10):
+        while True:
+            statuses = await _statuses(client, cluster)
+            applied = {statuses[n]["applied_index"] for n in nodes if n in statuses}
+            if len(statuses) >= len(nodes) and len(applied) == 1:
+                return
+            await anyio.sleep(0.05)
+
+
+async def test_a_cluster_commits_survives_a_leader_kill_and_loses_nothing(
+    cluster: Cluster,
+) -> None:
+    async with cluster.client() as client:
+        acknowledged: list[int] = []
+
+        async def write(k: int) -> None:
+            await client.propose(_put(f"key-{k}", k))
+            acknowledged.append(k)
+
+        async with anyio.create_task_group() as group:
+            for k in range(1000):
+                group.start_soon(write, k)
+        assert sorted(acknowledged) == list(range(1000))
+        await _converged(client, cluster, IDS)
+
+        statuses = await _statuses(client, cluster)
+        leader = next(n for n, s in statuses.items() if s["role"] == "leader")
+        cluster.kill(leader)
+        killed_at = time.monotonic()
+        await client.propose(_put("after-failover", 1))  # retried until a new leader commits it
+        failover = time.monotonic() - killed_at
+        assert failover < 2.0, f"the first write after the kill took {failover:.2f} s"
+
+        cluster.start(leader)  # restarts on its own data and catches up
+        await _converged(client, cluster, IDS)
+        for k in (0, 499, 999):
+            assert await client.read(f"key-{k}") == k
+        assert await client.read("after-failover") == 1
+
+
+async def test_garbage_on_both_ports_leaves_the_node_serving(cluster: Cluster) -> None:
+    async with cluster.client() as client:
+        await client.propose(_put("warm-up", 1))
+        for address in (*cluster.raft_addresses.values(), *cluster.client_addresses.values()):
+            host, port = address.split(":")
+            with socket.create_connection((host, int(port))) as raw:
+                raw.sendall(b"\x00\x00\x00\x05hello" + os.urandom(300))
+                raw.sendall(b"\xff\xff\xff\xff")  # an impossible length
+        assert await client.propose(_put("after-garbage", 2)) == {"ok": True}
+        assert await client.read("after-garbage") == 2
+        statuses = await _statuses(client, cluster)
+        assert set(statuses) == set(IDS)
