@@ -10,6 +10,7 @@ import typer
 
 from raft_manager import __version__
 
+from .cluster import cluster_app, elect_command, health_command, status_command
 from .node import node_command
 from .sim import sim_command
 from .wal import wal_app
@@ -39,5 +40,9 @@ def main(
 
 
 app.command("node")(node_command)
+app.add_typer(cluster_app, name="cluster")
+app.command("status")(status_command)
+app.command("health")(health_command)
+app.command("elect")(elect_command)
 app.command("sim")(sim_command)
 app.add_typer(wal_app, name="wal")

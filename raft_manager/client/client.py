@@ -120,6 +120,11 @@ class RaftClient:
         """A linearizable read of `key`."""
         return await self._call("read", key=key)
 
+    async def transfer(self, target: str | None = None) -> dict[str, Any]:
+        """Leadership transfer (to the most up-to-date follower when no target is named)."""
+        result: dict[str, Any] = await self._call("transfer", key=target or "")
+        return result
+
     async def status(self, address: str) -> dict[str, Any]:
         """One node's own view (no redirect)."""
         response = await self._send(address, Request(next(self._ids), "status"), self.timeout)

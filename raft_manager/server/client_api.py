@@ -99,6 +99,8 @@ class ClientServer:
             elif request.op == "read":
                 await runtime.read_barrier(self.timeout)
                 result = self.read_key(request.key)
+            elif request.op == "transfer":
+                result = await runtime.transfer(request.key or None, self.timeout)
             else:
                 result = {**runtime.status(), "pid": os.getpid()}
             return ok_response(request.id, result)

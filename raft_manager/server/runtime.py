@@ -241,6 +241,25 @@ class NodeRuntime:
         finally:
             self._reads.pop(context, None)
 
+    async def transfer(self, target: str | None, timeout: float = 5.0) -> dict[str, Any]:
+        """Hand leadership to `target` (default: the most up-to-date follower) and wait for it.
+
+        Returns {"old", "new", "term"}; raises NotLeader, TransferRejected or TimeoutError.
+        """
+        raft = self.raft
+        if target is None and raft.role is Role.LEADER:
+            followers = {peer: p.match for peer, p in raft.progress.items() if peer != raft.id}
+            target = max(sorted(followers), key=followers.__getitem__, default=None)
+        if target is None:
+            raise ProposalDropped("no follower to hand leadership to")
+        old = raft.id
+        raft.transfer_leadership(target)
+        self._wake()
+        with anyio.fail_after(timeout):
+            while raft.role is Role.LEADER or raft.leader is None:
+                await anyio.sleep(self.tick_seconds / 2)
+        return {"old": old, "new": raft.leader, "term": raft.term}
+
     def status(self) -> dict[str, Any]:
         raft = self.raft
         return {

@@ -6,6 +6,7 @@ many requests in flight; each carries an `id` that its response echoes. Requests
     {"v": 1, "id": n, "op": "propose", "data": bytes, "session": str, "seq": n}
     {"v": 1, "id": n, "op": "read", "key": str}      linearizable read of the key-value machine
     {"v": 1, "id": n, "op": "status"}
+    {"v": 1, "id": n, "op": "transfer", "key": target id, or "" for the most up-to-date follower}
 
 Responses: {"id": n, "ok": true, "result": ...} or {"id": n, "ok": false, "code": CODE,
 "error": text, "leader": id or None, "leader_address": client address or None}, where CODE is
@@ -23,7 +24,7 @@ import msgpack
 from .codec import FrameError
 
 CLIENT_PROTOCOL_VERSION = 1
-OPS = ("propose", "read", "status")
+OPS = ("propose", "read", "status", "transfer")
 ERROR_CODES = ("not_leader", "lost", "dropped", "timeout", "bad_request", "unavailable")
 MAX_REQUEST_BYTES = 16 << 20
 
@@ -42,7 +43,7 @@ def encode_request(request: Request) -> bytes:
     body: dict[str, Any] = {"v": CLIENT_PROTOCOL_VERSION, "id": request.id, "op": request.op}
     if request.op == "propose":
         body.update(data=request.data, session=request.session, seq=request.seq)
-    elif request.op == "read":
+    elif request.op in ("read", "transfer"):
         body["key"] = request.key
     return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
 
@@ -63,10 +64,10 @@ def decode_request(frame: bytes) -> Request:
         if not isinstance(data, bytes) or not isinstance(session, str) or type(seq) is not int:
             raise FrameError("bad-request", "propose needs bytes data, a session and a seq")
         return Request(request_id, op, data=data, session=session, seq=seq)
-    if op == "read":
+    if op in ("read", "transfer"):
         key = body.get("key")
         if not isinstance(key, str):
-            raise FrameError("bad-request", "read needs a string key")
+            raise FrameError("bad-request", f"{op} needs a string key")
         return Request(request_id, op, key=key)
     return Request(request_id, op)
 

@@ -1,0 +1,270 @@
+"""Local clusters and cluster inspection: `cluster up|down`, `status`, `health`, `elect`.
+
+`cluster up --nodes N --dir DIR` writes DIR/cluster.toml (or reuses the one there, so the nodes
+restart on their existing data), starts one `raft-manager node` process per node in the
+background (logs in DIR/<id>.log, pids in DIR/pids.json), waits for a leader and prints each
+node's id, pid, address and data dir. `cluster down --dir DIR` stops them (SIGTERM, then SIGKILL
+after 5 s). The other commands find the cluster with --cluster PATH, else $RAFT_MANAGER_CLUSTER,
+else ./.raft-manager/cluster.toml.
+
+Exit codes: up 0 a leader was elected, 1 none within the timeout, 2 bad arguments or ports in
+use; down 0; status 0 (1 when no node answers); health 0 healthy (a leader, every node answers),
+1 degraded (a quorum answers), 2 no quorum; elect 0 leadership moved, 1 it did not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from raft_manager.client import RaftClient
+from raft_manager.server.config import ClusterConfig, ConfigError, load_config
+from raft_manager.server.node import check_bindable
+
+cluster_app = typer.Typer(help="Start and stop a local cluster.", no_args_is_help=True)
+DEFAULT_CLUSTER = Path(".raft-manager") / "cluster.toml"
+PIDS = "pids.json"
+
+
+def _cluster_path(option: Path | None) -> Path:
+    if option is not None:
+        return option
+    from_env = os.environ.get("RAFT_MANAGER_CLUSTER")
+    return Path(from_env) if from_env else DEFAULT_CLUSTER
+
+
+def _load(path: Path) -> ClusterConfig:
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _write_config(directory: Path, nodes: int, base_port: int) -> Path:
+    lines = ['cluster_id = "local"']
+    for k in range(1, nodes + 1):
+        lines += [
+            f"[nodes.n{k}]",
+            f'address = "127.0.0.1:{base_port + k - 1}"',
+            f'client_address = "127.0.0.1:{base_port + 100 + k - 1}"',
+            f'data_dir = "data/n{k}"',
+        ]
+    path = directory / "cluster.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+async def _statuses(config: ClusterConfig, timeout: float = 1.0) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    addresses = [spec.client_address for spec in config.nodes.values()]
+    async with RaftClient(addresses, timeout=timeout) as client:
+        for node_id, spec in config.nodes.items():
+            try:
+                found[node_id] = await client.status(spec.client_address)
+            except Exception:  # down, starting, or unreachable: reported as unreachable
+                continue
+    return found
+
+
+def _leader_of(statuses: dict[str, dict[str, Any]]) -> tuple[str | None, int]:
+    leaders = [(s["term"], node) for node, s in statuses.items() if s["role"] == "leader"]
+    if leaders:
+        term, node = max(leaders)
+        return node, term
+    return None, max((s["term"] for s in statuses.values()), default=0)
+
+
+@cluster_app.command("up")
+def up_command(
+    nodes: int = typer.Option(3, "--nodes", min=1, max=9, help="How many nodes."),
+    directory: Path = typer.Option(DEFAULT_CLUSTER.parent, "--dir", help="The cluster's folder."),
+    base_port: int = typer.Option(7101, "--base-port", min=1024, max=60000),
+    timeout: float = typer.Option(10.0, "--timeout", help="Seconds to wait for a leader."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Start a local cluster in the background (or restart it on its data); wait for a leader."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "cluster.toml"
+    if not path.exists():
+        _write_config(directory, nodes, base_port)
+    config = _load(path)
+    pids: dict[str, int] = {}
+    for node_id, spec in config.nodes.items():
+        try:
+            check_bindable(spec.address)
+            check_bindable(spec.client_address)
+        except ConfigError as error:
+            typer.echo(f"error: {node_id}: {error} (is the cluster already up?)", err=True)
+            raise typer.Exit(2) from None
+    for node_id in config.nodes:
+        log = (directory / f"{node_id}.log").open("ab")
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "raft_manager.cli",
+                "node",
+                "--config",
+                str(path),
+                "--id",
+                node_id,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        pids[node_id] = process.pid
+    (directory / PIDS).write_text(json.dumps(pids))
+    deadline = time.monotonic() + timeout
+    leader: str | None = None
+    while leader is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        leader = _leader_of(anyio.run(_statuses, config))[0]
+    rows = [
+        {
+            "id": node_id,
+            "pid": pids[node_id],
+            "address": spec.address,
+            "client_address": spec.client_address,
+            "data_dir": str(spec.data_dir),
+        }
+        for node_id, spec in config.nodes.items()
+    ]
+    if as_json:
+        typer.echo(json.dumps({"leader": leader, "cluster": str(path), "nodes": rows}))
+    else:
+        table = Table(title=f"cluster {path} (leader: {leader or 'none yet'})")
+        for column in ("id", "pid", "address", "client_address", "data_dir"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*(str(row[column]) for column in row))
+        Console().print(table)
+    raise typer.Exit(0 if leader else 1)
+
+
+@cluster_app.command("down")
+def down_command(
+    directory: Path = typer.Option(DEFAULT_CLUSTER.parent, "--dir", help="The cluster's folder."),
+) -> None:
+    """Stop a local cluster's node processes."""
+    pid_file = directory / PIDS
+    if not pid_file.exists():
+        typer.echo(f"no running cluster recorded in {directory}")
+        raise typer.Exit(0)
+    pids: dict[str, int] = json.loads(pid_file.read_text())
+    for pid in pids.values():
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+    deadline = time.monotonic() + 5
+    for node_id, pid in pids.items():
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        typer.echo(f"stopped {node_id} (pid {pid})")
+    pid_file.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # reap it if it is our child (cluster up and down in one process: tests)
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return reaped == 0
+
+
+def status_command(
+    cluster: Path | None = typer.Option(None, "--cluster", help="The cluster's TOML file."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """The leader and term, and every node's role, term, indexes, pid and reachability."""
+    config = _load(_cluster_path(cluster))
+    statuses = anyio.run(_statuses, config)
+    leader, term = _leader_of(statuses)
+    nodes = []
+    for node_id, spec in config.nodes.items():
+        found = statuses.get(node_id, {})
+        nodes.append(
+            {
+                "id": node_id,
+                "role": found.get("role"),
+                "term": found.get("term"),
+                "commit_index": found.get("commit_index"),
+                "applied_index": found.get("applied_index"),
+                "last_index": found.get("last_index"),
+                "pid": found.get("pid"),
+                "address": spec.address,
+                "reachable": bool(found),
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps({"leader": leader, "term": term, "nodes": nodes}))
+    else:
+        table = Table(title=f"leader {leader or 'unknown'}, term {term}")
+        for column in nodes[0]:
+            table.add_column(column)
+        for node in nodes:
+            table.add_row(*("-" if value is None else str(value) for value in node.values()))
+        Console().print(table)
+    raise typer.Exit(0 if statuses else 1)
+
+
+def health_command(
+    cluster: Path | None = typer.Option(None, "--cluster", help="The cluster's TOML file."),
+) -> None:
+    """Exit 0 healthy, 1 degraded (a quorum answers), 2 no quorum; prints one line why."""
+    config = _load(_cluster_path(cluster))
+    statuses = anyio.run(_statuses, config)
+    leader, term = _leader_of(statuses)
+    total, answering = len(config.nodes), len(statuses)
+    if answering * 2 <= total:
+        typer.echo(f"no quorum: {answering} of {total} nodes answer")
+        raise typer.Exit(2)
+    if leader is None or answering < total:
+        missing = sorted(set(config.nodes) - set(statuses))
+        why = f"leader {leader}" if leader else "no leader known"
+        typer.echo(f"degraded: {why}; {answering} of {total} answer (down: {', '.join(missing)})")
+        raise typer.Exit(1)
+    typer.echo(f"healthy: leader {leader}, term {term}, all {total} nodes answer")
+
+
+def elect_command(
+    to: str | None = typer.Option(None, "--to", help="The new leader (default: most up to date)."),
+    cluster: Path | None = typer.Option(None, "--cluster", help="The cluster's TOML file."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Transfer leadership and wait for the result."""
+    config = _load(_cluster_path(cluster))
+    addresses = [spec.client_address for spec in config.nodes.values()]
+
+    async def transfer() -> dict[str, Any]:
+        async with RaftClient(addresses, timeout=5.0) as client:
+            return await client.transfer(to)
+
+    try:
+        result = anyio.run(transfer)
+    except Exception as error:  # refused, or it timed out: leadership did not move
+        typer.echo(f"leadership did not move: {error}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        typer.echo(f"leader {result['old']} -> {result['new']}, term {result['term']}")
