@@ -162,3 +162,31 @@ async def test_garbage_on_both_ports_leaves_the_node_serving(cluster: Cluster) -
         assert await client.read("after-garbage") == 2
         statuses = await _statuses(client, cluster)
         assert set(statuses) == set(IDS)
+
+
+async def test_a_paused_leader_returns_as_a_follower_and_the_term_rises_once(
+    cluster: Cluster,
+) -> None:
+    async with cluster.client() as client:
+        await client.propose(_put("before", 1))
+        await _converged(client, cluster, IDS)
+        statuses = await _statuses(client, cluster)
+        leader = next(n for n, s in statuses.items() if s["role"] == "leader")
+        term_before = statuses[leader]["term"]
+        assert isinstance(term_before, int)
+        cluster.processes[leader].send_signal(signal.SIGSTOP)
+        try:
+            await anyio.sleep(2.0)
+            await client.propose(_put("during", 2))  # the others elected a new leader
+        finally:
+            cluster.processes[leader].send_signal(signal.SIGCONT)
+        with anyio.fail_after(5):
+            while True:
+                statuses = await _statuses(client, cluster)
+                if leader in statuses and statuses[leader]["role"] == "follower":
+                    break
+                await anyio.sleep(0.05)
+        await _converged(client, cluster, IDS)
+        terms = {s["term"] for s in (await _statuses(client, cluster)).values()}
+        assert terms == {term_before + 1}
+        assert await client.read("during") == 2

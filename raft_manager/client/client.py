@@ -2,12 +2,13 @@
 
 Theory of operation: the client knows the nodes' client addresses and remembers which one led
 last. A call goes there (or to the first address), over one pipelined connection per node whose
-responses are matched to requests by id. `not_leader` answers are followed to the leader they
-name; a connection failure, `timeout`, `dropped`, `lost` or `unavailable` moves on to the next
-node after a backoff (exponential, with full jitter), until the call's deadline passes, when
-TimeoutError is raised. Every proposal carries the client's session id and a request number, so
-a retried proposal can be recognized (the swarm ledger applies each number once); until then a
-retry after a timeout may apply twice. Other refusals raise ClientError with the node's code.
+responses are matched to requests by id; a node gets `attempt_timeout` to answer. `not_leader`
+answers are followed to the leader they name; a connection failure, no answer in time,
+`timeout`, `dropped`, `lost` or `unavailable` moves on to the next node after a backoff
+(exponential, with full jitter), until the call's deadline passes, when TimeoutError is raised.
+Every proposal carries the client's session id and a request number, so a retried proposal can
+be recognized (the swarm ledger applies each number once); until then a retry after a timeout
+may apply twice. Other refusals raise ClientError with the node's code.
 """
 
 from __future__ import annotations
@@ -79,7 +80,12 @@ class RaftClient:
     """Use as `async with RaftClient(addresses) as client: await client.propose(data)`."""
 
     def __init__(
-        self, addresses: Sequence[str], *, timeout: float = 5.0, session: str | None = None
+        self,
+        addresses: Sequence[str],
+        *,
+        timeout: float = 5.0,
+        attempt_timeout: float = 1.0,
+        session: str | None = None,
     ) -> None:
         if not addresses:
             raise ValueError("give at least one node address")
@@ -87,6 +93,9 @@ class RaftClient:
             parse_address(address)
         self.addresses = list(addresses)
         self.timeout = timeout
+        # One node gets this long to answer before the next is tried: a stopped process whose
+        # kernel still accepts connections must not eat the whole deadline.
+        self.attempt_timeout = attempt_timeout
         self.session = session or uuid.uuid4().hex
         self._seq = itertools.count(1)
         self._ids = itertools.count(1)
@@ -160,7 +169,8 @@ class RaftClient:
         backoff = BACKOFF_START
         last_problem = "no node answered"
         while (remaining := deadline - anyio.current_time()) > 0:
-            response = await self._send(target, Request(next(self._ids), op, **fields), remaining)
+            request = Request(next(self._ids), op, **fields)
+            response = await self._send(target, request, min(remaining, self.attempt_timeout))
             if response is not None and response["ok"]:
                 self._leader_address = target
                 return response["result"]
