@@ -1,0 +1,189 @@
+"""Benchmark of a real 3-node cluster on this machine: node processes, TCP, fsync on, one client.
+
+Measures (1) committed proposals per second with `--in-flight` proposals outstanding, and
+(2) the latency of sequential proposals (p50, p99), with 200-byte commands. For scale, the same
+run measures two baselines: the latency of a bare fsync of 200 bytes, and the round trip of a
+bare TCP echo on loopback; the sequential p50 cannot go below roughly one of each.
+
+Usage: python benchmarks/cluster_bench.py [--seconds S] [--in-flight N] [--sequential N] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+
+from raft_manager.client import RaftClient
+
+IDS = ("n1", "n2", "n3")
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for probe in sockets:
+        probe.bind(("127.0.0.1", 0))
+    ports = [probe.getsockname()[1] for probe in sockets]
+    for probe in sockets:
+        probe.close()
+    return ports
+
+
+def start_cluster(directory: Path) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
+    ports = _free_ports(6)
+    lines = ['cluster_id = "bench"', "snapshot_every = 50000"]
+    clients = []
+    for k, node in enumerate(IDS):
+        clients.append(f"127.0.0.1:{ports[k + 3]}")
+        lines += [
+            f"[nodes.{node}]",
+            f'address = "127.0.0.1:{ports[k]}"',
+            f'client_address = "{clients[-1]}"',
+            f'data_dir = "data/{node}"',
+        ]
+    config = directory / "cluster.toml"
+    config.write_text("\n".join(lines) + "\n")
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "raft_manager.cli",
+                "node",
+                "--config",
+                str(config),
+                "--id",
+                n,
+                "--log-level",
+                "WARNING",
+            ],
+            stdout=(directory / f"{n}.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        for n in IDS
+    ]
+    return processes, clients
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def fsync_baseline(directory: Path, count: int = 300) -> float:
+    fd = os.open(directory / "fsync-probe", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        os.write(fd, bytes(200))
+        os.fdatasync(fd)
+        samples.append(time.perf_counter() - started)
+    os.close(fd)
+    return statistics.median(samples)
+
+
+async def echo_baseline(count: int = 300) -> float:
+    async def echo(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            while True:
+                await stream.send(await stream.receive())
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    samples = []
+    async with anyio.create_task_group() as group:
+        group.start_soon(listener.serve, echo)
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        for _ in range(count):
+            started = time.perf_counter()
+            await stream.send(bytes(200))
+            await stream.receive()
+            samples.append(time.perf_counter() - started)
+        await stream.aclose()
+        group.cancel_scope.cancel()
+    return statistics.median(samples)
+
+
+async def measure(
+    clients: list[str], seconds: float, in_flight: int, sequential: int
+) -> dict[str, float]:
+    command = json.dumps({"op": "put", "key": "k", "value": "x" * 160}).encode()
+    async with RaftClient(clients, timeout=10.0) as client:
+        with anyio.fail_after(15):
+            while True:
+                try:
+                    await client.propose(command)
+                    break
+                except TimeoutError:
+                    continue
+        latencies = []
+        for _ in range(sequential):
+            started = time.perf_counter()
+            await client.propose(command)
+            latencies.append(time.perf_counter() - started)
+        done = 0
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                await client.propose(command)
+                done += 1
+
+        started = time.perf_counter()
+        async with anyio.create_task_group() as group:
+            for _ in range(in_flight):
+                group.start_soon(worker)
+        elapsed = time.perf_counter() - started
+    return {
+        "throughput": done / elapsed,
+        "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--in-flight", type=int, default=1000)
+    parser.add_argument("--sequential", type=int, default=1000)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=".") as scratch:
+        directory = Path(scratch)
+        fsync_s = fsync_baseline(directory)
+        echo_s = anyio.run(echo_baseline)
+        processes, clients = start_cluster(directory)
+        try:
+            result = anyio.run(measure, clients, args.seconds, args.in_flight, args.sequential)
+        finally:
+            for process in processes:
+                process.send_signal(signal.SIGTERM)
+            for process in processes:
+                process.wait(timeout=10)
+    report = {
+        "tcp": result,
+        "baseline": {"fsync_p50_ms": fsync_s * 1000, "tcp_echo_p50_ms": echo_s * 1000},
+        "targets": {"throughput": 20000, "p50_ms": 1.0, "p99_ms": 5.0},
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"throughput, {args.in_flight} in flight: {result['throughput']:,.0f} proposals/s")
+    print(f"sequential: p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms")
+    print("targets: 20,000 proposals/s; p50 <= 1 ms; p99 <= 5 ms")
+    print(f"baselines: fsync p50 {fsync_s * 1000:.3f} ms, TCP echo p50 {echo_s * 1000:.3f} ms")
+
+
+if __name__ == "__main__":
+    main()
