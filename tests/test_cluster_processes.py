@@ -14,6 +14,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from conftest import RedisServer
 
 from raft_manager.client import RaftClient
 
@@ -31,12 +32,14 @@ def _free_ports(count: int) -> list[int]:
 
 
 class Cluster:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, redis_url: str | None = None) -> None:
         self.directory = directory
         ports = _free_ports(6)
         self.raft_addresses = {n: f"127.0.0.1:{ports[k]}" for k, n in enumerate(IDS)}
         self.client_addresses = {n: f"127.0.0.1:{ports[k + 3]}" for k, n in enumerate(IDS)}
         lines = ['cluster_id = "test"', "tick_ms = 20", "election_ticks = 8"]
+        if redis_url is not None:
+            lines += ['transport = "redis"', f'redis_url = "{redis_url}"']
         for node in IDS:
             lines += [
                 f"[nodes.{node}]",
@@ -190,3 +193,23 @@ async def test_a_paused_leader_returns_as_a_follower_and_the_term_rises_once(
         terms = {s["term"] for s in (await _statuses(client, cluster)).values()}
         assert terms == {term_before + 1}
         assert await client.read("during") == 2
+
+
+async def test_a_cluster_on_redis_streams_commits_1000_proposals_in_order(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    cluster = Cluster(tmp_path, redis_server.url)
+    for node in IDS:
+        cluster.start(node)
+    try:
+        async with cluster.client() as client:
+            for k in range(1000):
+                await client.propose(_put("sequence", k))
+            await _converged(client, cluster, IDS)
+            statuses = await _statuses(client, cluster)
+            assert {s["applied_index"] for s in statuses.values()} == {
+                statuses[IDS[0]]["applied_index"]
+            }
+            assert await client.read("sequence") == 999
+    finally:
+        cluster.stop_all()

@@ -1,11 +1,11 @@
 """Local clusters and cluster inspection: `cluster up|down`, `status`, `health`, `elect`.
 
-`cluster up --nodes N --dir DIR` writes DIR/cluster.toml (or reuses the one there, so the nodes
-restart on their existing data), starts one `raft-manager node` process per node in the
-background (logs in DIR/<id>.log, pids in DIR/pids.json), waits for a leader and prints each
-node's id, pid, address and data dir. `cluster down --dir DIR` stops them (SIGTERM, then SIGKILL
-after 5 s). The other commands find the cluster with --cluster PATH, else $RAFT_MANAGER_CLUSTER,
-else ./.raft-manager/cluster.toml.
+`cluster up --nodes N --dir DIR [--transport tcp|redis --redis-url URL]` writes
+DIR/cluster.toml (or reuses the one there, so the nodes restart on their existing data), starts
+one `raft-manager node` process per node in the background (logs in DIR/<id>.log, pids in
+DIR/pids.json), waits for a leader and prints each node's id, pid, address and data dir.
+`cluster down --dir DIR` stops them (SIGTERM, then SIGKILL after 5 s). The other commands find
+the cluster with --cluster PATH, else $RAFT_MANAGER_CLUSTER, else ./.raft-manager/cluster.toml.
 
 Exit codes: up 0 a leader was elected, 1 none within the timeout, 2 bad arguments or ports in
 use; down 0; status 0 (1 when no node answers); health 0 healthy (a leader, every node answers),
@@ -52,8 +52,10 @@ def _load(path: Path) -> ClusterConfig:
         raise typer.Exit(2) from None
 
 
-def _write_config(directory: Path, nodes: int, base_port: int) -> Path:
-    lines = ['cluster_id = "local"']
+def _write_config(
+    directory: Path, nodes: int, base_port: int, transport: str, redis_url: str
+) -> Path:
+    lines = ['cluster_id = "local"', f'transport = "{transport}"', f'redis_url = "{redis_url}"']
     for k in range(1, nodes + 1):
         lines += [
             f"[nodes.n{k}]",
@@ -91,19 +93,27 @@ def up_command(
     nodes: int = typer.Option(3, "--nodes", min=1, max=9, help="How many nodes."),
     directory: Path = typer.Option(DEFAULT_CLUSTER.parent, "--dir", help="The cluster's folder."),
     base_port: int = typer.Option(7101, "--base-port", min=1024, max=60000),
+    transport: str = typer.Option("tcp", "--transport", help="tcp, or redis (streams)."),
+    redis_url: str = typer.Option(
+        "redis://127.0.0.1:6379/0", "--redis-url", help="The Redis for --transport redis."
+    ),
     timeout: float = typer.Option(10.0, "--timeout", help="Seconds to wait for a leader."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Start a local cluster in the background (or restart it on its data); wait for a leader."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "cluster.toml"
+    if transport not in ("tcp", "redis"):
+        typer.echo(f"error: --transport must be tcp or redis, not {transport!r}", err=True)
+        raise typer.Exit(2)
     if not path.exists():
-        _write_config(directory, nodes, base_port)
+        _write_config(directory, nodes, base_port, transport, redis_url)
     config = _load(path)
     pids: dict[str, int] = {}
     for node_id, spec in config.nodes.items():
         try:
-            check_bindable(spec.address)
+            if config.transport == "tcp":
+                check_bindable(spec.address)
             check_bindable(spec.client_address)
         except ConfigError as error:
             typer.echo(f"error: {node_id}: {error} (is the cluster already up?)", err=True)

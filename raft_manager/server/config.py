@@ -11,7 +11,7 @@ with every problem listed.
     tick_ms = 50                 # one Raft tick; heartbeats every tick
     election_ticks = 6           # election timeout 300 ms, randomized up to 2x
     [nodes.n1]
-    address = "127.0.0.1:7001"   # Raft traffic between nodes
+    address = "127.0.0.1:7001"   # Raft traffic between nodes (with transport = "tcp")
     client_address = "127.0.0.1:8001"
     data_dir = "data/n1"
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -60,7 +60,16 @@ class ClusterConfig(BaseSettings):
     check_quorum: bool = True
     snapshot_every: int = Field(default=10_000, ge=1)
     fsync: bool = True
+    transport: Literal["tcp", "redis"] = "tcp"
+    redis_url: str = "redis://127.0.0.1:6379/0"  # used with transport = "redis"
     nodes: dict[str, NodeSpec]
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis_url must start with redis://, rediss:// or unix://")
+        return value
 
     @field_validator("nodes")
     @classmethod

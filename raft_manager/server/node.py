@@ -17,11 +17,12 @@ import anyio
 
 from raft_manager.core import Raft, RaftConfig
 from raft_manager.storage import FileStorage
+from raft_manager.transport.redis_streams import RedisStreamsTransport
 from raft_manager.transport.tcp import TcpTransport, parse_address
 
 from .client_api import ClientServer
 from .config import ClusterConfig, ConfigError
-from .runtime import NodeRuntime
+from .runtime import NodeRuntime, Transport
 from .state_machine import KeyValueStateMachine
 
 log = logging.getLogger("raft_manager.server")
@@ -42,7 +43,8 @@ async def run_node(config: ClusterConfig, node_id: str) -> None:
     spec = config.nodes.get(node_id)
     if spec is None:
         raise ConfigError(f"node {node_id!r} is not in the cluster ({', '.join(config.nodes)})")
-    check_bindable(spec.address)
+    if config.transport == "tcp":
+        check_bindable(spec.address)
     check_bindable(spec.client_address)
     storage = FileStorage(spec.data_dir, fsync=config.fsync)
     raft_config = RaftConfig(
@@ -54,12 +56,18 @@ async def run_node(config: ClusterConfig, node_id: str) -> None:
         check_quorum=config.check_quorum,
     )
     raft = Raft(raft_config, random.Random(), storage.load())
-    transport = TcpTransport(
-        node_id,
-        config.cluster_id,
-        spec.address,
-        {peer: other.address for peer, other in config.nodes.items()},
-    )
+    transport: Transport
+    if config.transport == "redis":
+        transport = RedisStreamsTransport(
+            node_id, config.cluster_id, config.redis_url, list(config.nodes)
+        )
+    else:
+        transport = TcpTransport(
+            node_id,
+            config.cluster_id,
+            spec.address,
+            {peer: other.address for peer, other in config.nodes.items()},
+        )
     machine = KeyValueStateMachine()
     runtime = NodeRuntime(
         raft,

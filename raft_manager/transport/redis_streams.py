@@ -1,0 +1,163 @@
+"""Raft messages over Redis streams: one stream per node inbox, for swarms that share a Redis.
+
+Theory of operation: node X reads its inbox stream `raft:<cluster>:inbox:<X>` with blocking
+XREAD, starting from the newest entry at start-up (messages older than the node are stale to
+Raft anyway), and hands each entry's frame (the same msgpack frame as on TCP) to the decoder: an
+entry without a frame or with one that fails to decode is dropped and counted by reason. Sending
+is like the TCP transport's: `send` never blocks, puts the frame in the recipient's bounded queue
+(full: dropped and counted), and one task per peer drains the queue with one pipelined round of
+XADDs, trimming the stream to about `max_stream_length` entries (MAXLEN ~). Any Redis error
+(Redis down, restarting, a network cut) makes the affected task reconnect with exponential
+backoff and jitter; what was lost meanwhile is Raft's to resend.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+from redis import asyncio as aioredis
+from redis.exceptions import RedisError
+
+from raft_manager.core import Message, NodeId
+
+from .codec import FrameError, decode, encode
+from .tcp import BACKOFF_MAX, BACKOFF_START, DEFAULT_QUEUE_MESSAGES, TransportStats
+
+log = logging.getLogger("raft_manager.transport")
+
+DEFAULT_MAX_STREAM_LENGTH = 10_000
+FRAME_FIELD = b"f"
+BLOCK_MS = 1000
+
+
+def inbox_key(cluster_id: str, node_id: NodeId) -> str:
+    return f"raft:{cluster_id}:inbox:{node_id}"
+
+
+class RedisStreamsTransport:
+    def __init__(
+        self,
+        node_id: NodeId,
+        cluster_id: str,
+        redis_url: str,
+        peers: list[NodeId],
+        *,
+        queue_messages: int = DEFAULT_QUEUE_MESSAGES,
+        max_stream_length: int = DEFAULT_MAX_STREAM_LENGTH,
+    ) -> None:
+        self.node_id = node_id
+        self.cluster_id = cluster_id
+        self.redis_url = redis_url
+        self.max_stream_length = max_stream_length
+        self.stats = TransportStats()
+        self._peers = [peer for peer in peers if peer != node_id]
+        self._queues = {
+            peer: anyio.create_memory_object_stream[bytes](queue_messages) for peer in self._peers
+        }
+        self._deliver: Callable[[Message], None] | None = None
+
+    async def serve(
+        self,
+        task_group: TaskGroup,
+        deliver: Callable[[Message], None],
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        self._deliver = deliver
+        for peer in self._peers:
+            task_group.start_soon(self._run_sender, peer)
+        task_status.started()
+        await self._run_receiver()
+
+    def send(self, msg: Message) -> None:
+        queue = self._queues.get(msg.to)
+        if queue is None:
+            self.stats.dropped["unknown-peer"] += 1
+            return
+        try:
+            queue[0].send_nowait(encode(msg, self.cluster_id))
+        except anyio.WouldBlock:
+            self.stats.dropped["queue-full"] += 1
+
+    def _client(self) -> aioredis.Redis:
+        return aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=2)
+
+    async def _run_sender(self, peer: NodeId) -> None:
+        key = inbox_key(self.cluster_id, peer)
+        receive = self._queues[peer][1]
+        jitter = random.Random(f"{self.node_id}->{peer}")
+        backoff = BACKOFF_START
+        while True:
+            client = self._client()
+            try:
+                while True:
+                    batch = [await receive.receive()]
+                    while True:
+                        try:
+                            batch.append(receive.receive_nowait())
+                        except anyio.WouldBlock:
+                            break
+                    try:
+                        async with client.pipeline(transaction=False) as pipe:
+                            for frame in batch:
+                                pipe.xadd(
+                                    key,
+                                    {FRAME_FIELD: frame},
+                                    maxlen=self.max_stream_length,
+                                    approximate=True,
+                                )
+                            await pipe.execute()
+                    except (RedisError, OSError):
+                        self.stats.dropped["redis-unavailable"] += len(batch)
+                        raise
+                    self.stats.sent += len(batch)
+                    self.stats.bytes_out += sum(map(len, batch))
+                    backoff = BACKOFF_START
+            except (RedisError, OSError) as error:
+                log.info("sending to %s through Redis failed: %s", peer, error)
+                await anyio.sleep(backoff * (0.5 + jitter.random()))
+                backoff = min(backoff * 2, BACKOFF_MAX)
+            finally:
+                await client.aclose()
+
+    async def _run_receiver(self) -> None:
+        key = inbox_key(self.cluster_id, self.node_id)
+        last_id = "$"
+        jitter = random.Random(f"{self.node_id}<-")
+        backoff = BACKOFF_START
+        while True:
+            client = self._client()
+            try:
+                while True:
+                    # [(stream, [(entry id, {field: value})])], or empty after BLOCK_MS
+                    answer: Any = await client.xread({key: last_id}, block=BLOCK_MS, count=1024)
+                    backoff = BACKOFF_START
+                    for _stream, entries in answer or ():
+                        for entry_id, fields in entries:
+                            last_id = entry_id
+                            self._accept(fields.get(FRAME_FIELD))
+            except (RedisError, OSError) as error:
+                log.info("reading the inbox from Redis failed: %s", error)
+                await anyio.sleep(backoff * (0.5 + jitter.random()))
+                backoff = min(backoff * 2, BACKOFF_MAX)
+            finally:
+                await client.aclose()
+
+    def _accept(self, frame: object) -> None:
+        if not isinstance(frame, bytes):
+            self.stats.dropped["no-frame"] += 1
+            return
+        self.stats.bytes_in += len(frame)
+        try:
+            msg = decode(frame, self.cluster_id, self.node_id)
+        except FrameError as error:
+            self.stats.dropped[error.reason] += 1
+            return
+        self.stats.received += 1
+        assert self._deliver is not None
+        self._deliver(msg)
