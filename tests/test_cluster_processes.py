@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,9 +35,10 @@ def _free_ports(count: int) -> list[int]:
 class Cluster:
     def __init__(self, directory: Path, redis_url: str | None = None) -> None:
         self.directory = directory
-        ports = _free_ports(6)
+        ports = _free_ports(9)
         self.raft_addresses = {n: f"127.0.0.1:{ports[k]}" for k, n in enumerate(IDS)}
         self.client_addresses = {n: f"127.0.0.1:{ports[k + 3]}" for k, n in enumerate(IDS)}
+        self.metrics_addresses = {n: f"127.0.0.1:{ports[k + 6]}" for k, n in enumerate(IDS)}
         lines = ['cluster_id = "test"', "tick_ms = 20", "election_ticks = 8"]
         if redis_url is not None:
             lines += ['transport = "redis"', f'redis_url = "{redis_url}"']
@@ -46,6 +48,7 @@ class Cluster:
                 f'address = "{self.raft_addresses[node]}"',
                 f'client_address = "{self.client_addresses[node]}"',
                 f'data_dir = "data/{node}"',
+                f'metrics_address = "{self.metrics_addresses[node]}"',
             ]
         self.config = directory / "cluster.toml"
         self.config.write_text("\n".join(lines) + "\n")
@@ -165,6 +168,12 @@ async def test_garbage_on_both_ports_leaves_the_node_serving(cluster: Cluster) -
         assert await client.read("after-garbage") == 2
         statuses = await _statuses(client, cluster)
         assert set(statuses) == set(IDS)
+        leader = next(n for n, s in statuses.items() if s["role"] == "leader")
+        scrape = urllib.request.urlopen(f"http://{cluster.metrics_addresses[leader]}/metrics")
+        text = scrape.read().decode()
+        assert 'raft_role{role="leader"} 1.0' in text
+        assert "raft_commit_latency_seconds_count" in text
+        assert 'raft_frames_dropped_total{reason="oversized"} 1.0' in text  # the garbage above
 
 
 async def test_a_paused_leader_returns_as_a_follower_and_the_term_rises_once(

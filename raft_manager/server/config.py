@@ -39,11 +39,13 @@ class NodeSpec(BaseModel):
     address: str
     client_address: str
     data_dir: Path
+    metrics_address: str | None = None  # serve Prometheus metrics here when set
 
-    @field_validator("address", "client_address")
+    @field_validator("address", "client_address", "metrics_address")
     @classmethod
-    def _valid_address(cls, value: str) -> str:
-        parse_address(value)
+    def _valid_address(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_address(value)
         return value
 
 

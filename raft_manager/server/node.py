@@ -22,6 +22,7 @@ from raft_manager.transport.tcp import TcpTransport, parse_address
 
 from .client_api import ClientServer
 from .config import ClusterConfig, ConfigError
+from .metrics import NodeMetrics
 from .runtime import NodeRuntime, Transport
 from .state_machine import KeyValueStateMachine
 
@@ -69,6 +70,7 @@ async def run_node(config: ClusterConfig, node_id: str) -> None:
             {peer: other.address for peer, other in config.nodes.items()},
         )
     machine = KeyValueStateMachine()
+    metrics = NodeMetrics(node_id)
     runtime = NodeRuntime(
         raft,
         storage,
@@ -76,7 +78,12 @@ async def run_node(config: ClusterConfig, node_id: str) -> None:
         machine,
         tick_seconds=config.tick_ms / 1000,
         snapshot_every=config.snapshot_every,
+        metrics=metrics,
     )
+    metrics.watch(runtime.status, transport.stats)
+    if spec.metrics_address is not None:
+        check_bindable(spec.metrics_address)
+        metrics.serve(spec.metrics_address)
     clients = ClientServer(
         runtime,
         spec.client_address,

@@ -21,6 +21,7 @@ snapshotted and the log compacted.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -39,7 +40,9 @@ from raft_manager.core import (
 )
 from raft_manager.core.raft import Ready
 from raft_manager.storage.base import Storage
+from raft_manager.transport.tcp import TransportStats
 
+from .metrics import NodeMetrics
 from .state_machine import StateMachine
 
 log = logging.getLogger("raft_manager.server")
@@ -55,6 +58,9 @@ class Transport(Protocol):
     ) -> None: ...
 
     def send(self, msg: Message) -> None: ...
+
+    @property
+    def stats(self) -> TransportStats: ...
 
 
 class ProposalLost(RaftError):
@@ -89,6 +95,7 @@ class NodeRuntime:
         *,
         tick_seconds: float = 0.05,
         snapshot_every: int = 10_000,
+        metrics: NodeMetrics | None = None,
     ) -> None:
         self.raft = raft
         self.storage = storage
@@ -96,6 +103,7 @@ class NodeRuntime:
         self.state_machine = state_machine
         self.tick_seconds = tick_seconds
         self.snapshot_every = snapshot_every
+        self.metrics = metrics
         self._wakeup = anyio.Event()
         self._proposals: dict[int, tuple[int, _Waiter]] = {}  # index -> (term, waiter)
         self._reads: dict[bytes, _Waiter] = {}
@@ -151,9 +159,12 @@ class NodeRuntime:
             else:
                 later.append(msg)
         if ready.must_sync:
+            started = time.perf_counter()
             await anyio.to_thread.run_sync(
                 self.storage.save, ready.hard_state, ready.entries, ready.snapshot
             )
+            if self.metrics is not None:
+                self.metrics.fsync_latency.observe(time.perf_counter() - started)
         for msg in later:
             send(msg)
         if ready.soft_state is not None:
@@ -214,14 +225,19 @@ class NodeRuntime:
 
         Raises NotLeader (with a leader hint), ProposalDropped, ProposalLost or TimeoutError.
         """
+        started = time.perf_counter()
         index = self.raft.propose(data)
         waiter = _Waiter()
         self._proposals[index] = (self.raft.term, waiter)
         self._wake()
         try:
-            return await waiter.wait(timeout)
+            result = await waiter.wait(timeout)
         finally:
             self._proposals.pop(index, None)
+        if self.metrics is not None:
+            self.metrics.proposals.inc()
+            self.metrics.commit_latency.observe(time.perf_counter() - started)
+        return result
 
     async def read_barrier(self, timeout: float = 5.0) -> int:
         """Wait until reading the local state machine is linearizable; returns the read index."""
