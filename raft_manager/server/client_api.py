@@ -87,7 +87,7 @@ class ClientServer:
                         continue
                     requests.start_soon(answer, request)
             except FrameError as error:
-                log.warning("closing a client connection: %s", error)
+                log.warning("event=client_connection_closed reason=%s", error.reason)
             except (OSError, anyio.BrokenResourceError, anyio.EndOfStream):
                 pass
 

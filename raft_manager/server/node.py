@@ -95,11 +95,19 @@ async def run_node(config: ClusterConfig, node_id: str) -> None:
             await group.start(runtime.run)
             await group.start(clients.serve, group)
             log.info(
-                "%s serving raft on %s, clients on %s", node_id, spec.address, spec.client_address
+                "event=node_started node=%s transport=%s address=%s client_address=%s",
+                node_id,
+                config.transport,
+                spec.address,
+                spec.client_address,
             )
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for received in signals:
-                    log.info("%s stopping on %s", node_id, signal.Signals(received).name)
+                    log.info(
+                        "event=node_stopping node=%s signal=%s",
+                        node_id,
+                        signal.Signals(received).name,
+                    )
                     group.cancel_scope.cancel()
                     break
     finally:

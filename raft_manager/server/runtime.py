@@ -129,7 +129,7 @@ class NodeRuntime:
         try:
             self.raft.step(msg)
         except RaftError as error:
-            log.warning("refused a message from %s: %s", msg.frm, error)
+            log.warning("event=message_refused from=%s error=%r", msg.frm, str(error))
             return
         self._wake()
 
@@ -169,7 +169,7 @@ class NodeRuntime:
             send(msg)
         if ready.soft_state is not None:
             log.info(
-                "%s is %s (leader %s, term %d)",
+                "event=role_change node=%s role=%s leader=%s term=%d",
                 self.raft.id,
                 ready.soft_state.role.value,
                 ready.soft_state.leader,
@@ -216,7 +216,7 @@ class NodeRuntime:
         snapshot = self.raft.compact(applied, self.state_machine.snapshot())
         self.storage.compact(snapshot)
         self._snapshot_index = applied
-        log.info("%s compacted its log to %d", self.raft.id, applied)
+        log.info("event=snapshot node=%s index=%d", self.raft.id, applied)
 
     # -- clients -------------------------------------------------------------------------------
 

@@ -119,7 +119,7 @@ class RedisStreamsTransport:
                     self.stats.bytes_out += sum(map(len, batch))
                     backoff = BACKOFF_START
             except (RedisError, OSError) as error:
-                log.info("sending to %s through Redis failed: %s", peer, error)
+                log.info("event=redis_send_failed peer=%s error=%r", peer, str(error))
                 await anyio.sleep(backoff * (0.5 + jitter.random()))
                 backoff = min(backoff * 2, BACKOFF_MAX)
             finally:
@@ -142,7 +142,7 @@ class RedisStreamsTransport:
                             last_id = entry_id
                             self._accept(fields.get(FRAME_FIELD))
             except (RedisError, OSError) as error:
-                log.info("reading the inbox from Redis failed: %s", error)
+                log.info("event=redis_read_failed error=%r", str(error))
                 await anyio.sleep(backoff * (0.5 + jitter.random()))
                 backoff = min(backoff * 2, BACKOFF_MAX)
             finally:

@@ -143,14 +143,14 @@ class TcpTransport:
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
             backoff = BACKOFF_START
-            log.info("connected to %s at %s", peer, state.address)
+            log.info("event=peer_connected peer=%s address=%s", peer, state.address)
             try:
                 async with stream:
                     await self._pump(stream, state, pending)
             except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
                 self.stats.dropped["connection-lost"] += len(pending)
                 pending.clear()
-                log.info("lost the connection to %s", peer)
+                log.info("event=peer_disconnected peer=%s", peer)
 
     async def _pump(self, stream: SocketStream, state: _Peer, pending: list[bytes]) -> None:
         receive = state.receive_stream
@@ -179,7 +179,7 @@ class TcpTransport:
                     self._accept(frame)
             except FrameError as error:  # the stream cannot be resynchronized: hang up
                 self.stats.dropped[error.reason] += 1
-                log.warning("closing a connection: %s", error)
+                log.warning("event=connection_closed reason=%s", error.reason)
             except (OSError, anyio.BrokenResourceError, anyio.EndOfStream):
                 return
 
@@ -188,7 +188,7 @@ class TcpTransport:
             msg = decode(frame, self.cluster_id, self.node_id)
         except FrameError as error:
             self.stats.dropped[error.reason] += 1
-            log.debug("dropped a frame: %s", error)
+            log.debug("event=frame_dropped reason=%s", error.reason)  # counted in stats
             return
         self.stats.received += 1
         assert self._deliver is not None
