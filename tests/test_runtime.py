@@ -108,3 +108,30 @@ async def test_a_restarted_cluster_recovers_its_state_from_disk(tmp_path: Path) 
         machine = leader.state_machine
         assert isinstance(machine, KeyValueStateMachine)
         assert machine.get("counter") == 19 and machine.get("after") == 1
+
+
+async def test_a_request_past_its_deadline_fails_with_timeout_error() -> None:
+    # A sole voter leads at once; with the Ready loop not running nothing commits, so the only
+    # way out is the deadline sweep the ticker runs.
+    from raft_manager.storage import MemoryStorage
+
+    raft = Raft(RaftConfig(id="n1", voters=("n1",)), random.Random(1))
+    runtime = NodeRuntime(
+        raft, MemoryStorage(), TcpTransport("n1", "t", "127.0.0.1:1", {}), KeyValueStateMachine()
+    )
+    outcome: list[BaseException] = []
+
+    async def propose() -> None:
+        try:
+            await runtime.propose(_put("k", 1), timeout=0.5)
+        except TimeoutError as error:
+            outcome.append(error)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(propose)
+        await anyio.sleep(0.01)
+        runtime._expire(anyio.current_time())  # not yet due
+        await anyio.sleep(0.01)
+        assert outcome == []
+        runtime._expire(anyio.current_time() + 1)
+    assert len(outcome) == 1

@@ -69,17 +69,21 @@ class ProposalLost(RaftError):
 
 @dataclass(slots=True)
 class _Waiter:
+    """One client waiting for a proposal or a read. Its deadline is enforced by the ticker
+    (`NodeRuntime._expire`), which is much cheaper than a cancel scope per request."""
+
+    deadline: float
     done: anyio.Event = field(default_factory=anyio.Event)
     result: Any = None
     error: Exception | None = None
 
     def resolve(self, result: Any = None, error: Exception | None = None) -> None:
-        self.result, self.error = result, error
-        self.done.set()
+        if not self.done.is_set():
+            self.result, self.error = result, error
+            self.done.set()
 
-    async def wait(self, timeout: float) -> Any:
-        with anyio.fail_after(timeout):
-            await self.done.wait()
+    async def wait(self) -> Any:
+        await self.done.wait()
         if self.error is not None:
             raise self.error
         return self.result
@@ -138,6 +142,22 @@ class NodeRuntime:
             await anyio.sleep(self.tick_seconds)
             self.raft.tick()
             self._wake()
+            self._expire(anyio.current_time())
+
+    def _expire(self, now: float) -> None:
+        """Fail the proposals and reads whose deadline passed."""
+        late = TimeoutError("no answer before the deadline")
+        for index, (_, waiter) in list(self._proposals.items()):
+            if waiter.deadline <= now:
+                del self._proposals[index]
+                waiter.resolve(error=late)
+        for context, waiter in list(self._reads.items()):
+            if waiter.deadline <= now:
+                del self._reads[context]
+                waiter.resolve(error=late)
+        for _, waiter in self._safe_reads:
+            if waiter.deadline <= now:
+                waiter.resolve(error=late)  # answered already; dropped when its index applies
 
     async def _ready_loop(self) -> None:
         raft = self.raft
@@ -227,11 +247,11 @@ class NodeRuntime:
         """
         started = time.perf_counter()
         index = self.raft.propose(data)
-        waiter = _Waiter()
+        waiter = _Waiter(anyio.current_time() + timeout)
         self._proposals[index] = (self.raft.term, waiter)
         self._wake()
         try:
-            result = await waiter.wait(timeout)
+            result = await waiter.wait()
         finally:
             self._proposals.pop(index, None)
         if self.metrics is not None:
@@ -243,7 +263,7 @@ class NodeRuntime:
         """Wait until reading the local state machine is linearizable; returns the read index."""
         self._read_counter += 1
         context = f"{self.raft.id}/{self._read_counter}".encode()
-        waiter = _Waiter()
+        waiter = _Waiter(anyio.current_time() + timeout)
         self._reads[context] = waiter
         try:
             self.raft.read_index(context)
@@ -252,7 +272,7 @@ class NodeRuntime:
             raise
         self._wake()
         try:
-            index: int = await waiter.wait(timeout)
+            index: int = await waiter.wait()
             return index
         finally:
             self._reads.pop(context, None)
