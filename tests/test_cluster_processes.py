@@ -15,27 +15,17 @@ from pathlib import Path
 
 import anyio
 import pytest
-from conftest import RedisServer
+from conftest import RedisServer, free_ports
 
 from raft_manager.client import RaftClient
 
 IDS = ("n1", "n2", "n3")
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for probe in sockets:
-        probe.bind(("127.0.0.1", 0))
-    ports = [probe.getsockname()[1] for probe in sockets]
-    for probe in sockets:
-        probe.close()
-    return ports
-
-
 class Cluster:
     def __init__(self, directory: Path, redis_url: str | None = None) -> None:
         self.directory = directory
-        ports = _free_ports(9)
+        ports = free_ports(9)
         self.raft_addresses = {n: f"127.0.0.1:{ports[k]}" for k, n in enumerate(IDS)}
         self.client_addresses = {n: f"127.0.0.1:{ports[k + 3]}" for k, n in enumerate(IDS)}
         self.metrics_addresses = {n: f"127.0.0.1:{ports[k + 6]}" for k, n in enumerate(IDS)}

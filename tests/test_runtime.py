@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
 import pytest
+from conftest import free_ports
 
 from raft_manager.core import NotLeader, Raft, RaftConfig
 from raft_manager.server.runtime import NodeRuntime
@@ -21,19 +21,9 @@ from raft_manager.transport.tcp import TcpTransport
 IDS = ("n1", "n2", "n3")
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for probe in sockets:
-        probe.bind(("127.0.0.1", 0))
-    ports = [probe.getsockname()[1] for probe in sockets]
-    for probe in sockets:
-        probe.close()
-    return ports
-
-
 @asynccontextmanager
 async def cluster(tmp_path: Path, snapshot_every: int = 10_000) -> AsyncIterator[list[NodeRuntime]]:
-    addresses = {node: f"127.0.0.1:{port}" for node, port in zip(IDS, _free_ports(3), strict=True)}
+    addresses = {node: f"127.0.0.1:{port}" for node, port in zip(IDS, free_ports(3), strict=True)}
     runtimes = []
     for k, node in enumerate(IDS):
         storage = FileStorage(tmp_path / node)

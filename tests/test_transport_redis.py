@@ -10,9 +10,9 @@ from pathlib import Path
 
 import anyio
 import redis
-from conftest import RedisServer
+from conftest import Inbox, RedisServer
 
-from raft_manager.core import Heartbeat, Message, Raft, RaftConfig
+from raft_manager.core import Heartbeat, Raft, RaftConfig
 from raft_manager.server.runtime import NodeRuntime
 from raft_manager.server.state_machine import KeyValueStateMachine
 from raft_manager.storage import FileStorage
@@ -21,19 +21,6 @@ from raft_manager.transport.redis_streams import RedisStreamsTransport, inbox_ke
 
 CLUSTER = "redis-test"
 IDS = ("n1", "n2", "n3")
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    def deliver(self, msg: Message) -> None:
-        self.messages.append(msg)
-
-    async def wait_for(self, count: int, timeout: float = 5.0) -> None:
-        with anyio.fail_after(timeout):
-            while len(self.messages) < count:
-                await anyio.sleep(0.005)
 
 
 @asynccontextmanager

@@ -2,38 +2,18 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
 import pytest
+from conftest import Inbox, free_port
 
-from raft_manager.core import Heartbeat, HeartbeatResponse, Message
+from raft_manager.core import Heartbeat, HeartbeatResponse
 from raft_manager.transport.codec import LENGTH_PREFIX, encode_with_length
 from raft_manager.transport.tcp import TcpTransport, parse_address
 
 CLUSTER = "swarm-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    def deliver(self, msg: Message) -> None:
-        self.messages.append(msg)
-
-    async def wait_for(self, count: int, timeout: float = 5.0) -> None:
-        with anyio.fail_after(timeout):
-            while len(self.messages) < count:
-                await anyio.sleep(0.005)
 
 
 @asynccontextmanager
@@ -64,7 +44,7 @@ def test_addresses_are_parsed_and_bad_ones_refused() -> None:
 
 
 async def test_two_nodes_exchange_messages_in_order() -> None:
-    port_a, port_b = _free_port(), _free_port()
+    port_a, port_b = free_port(), free_port()
     peers = {"a": f"127.0.0.1:{port_a}", "b": f"127.0.0.1:{port_b}"}
     a = TcpTransport("a", CLUSTER, peers["a"], peers)
     b = TcpTransport("b", CLUSTER, peers["b"], peers)
@@ -80,7 +60,7 @@ async def test_two_nodes_exchange_messages_in_order() -> None:
 
 
 async def test_garbage_truncated_and_oversized_frames_leave_the_node_serving() -> None:
-    port = _free_port()
+    port = free_port()
     b = TcpTransport("b", CLUSTER, f"127.0.0.1:{port}", {}, max_frame_bytes=1024)
     async with running(b) as inbox:
         garbage = b"\xc1\xff\x00 not msgpack at all"
@@ -103,7 +83,7 @@ async def test_garbage_truncated_and_oversized_frames_leave_the_node_serving() -
 
 
 async def test_a_peer_that_comes_up_late_gets_what_was_queued_up_to_the_bound() -> None:
-    port_a, port_b = _free_port(), _free_port()
+    port_a, port_b = free_port(), free_port()
     peers = {"a": f"127.0.0.1:{port_a}", "b": f"127.0.0.1:{port_b}"}
     a = TcpTransport("a", CLUSTER, peers["a"], peers, queue_messages=3)
     async with running(a):
@@ -117,7 +97,7 @@ async def test_a_peer_that_comes_up_late_gets_what_was_queued_up_to_the_bound() 
 
 
 async def test_messages_to_an_unknown_peer_are_dropped_and_counted() -> None:
-    port = _free_port()
+    port = free_port()
     a = TcpTransport("a", CLUSTER, f"127.0.0.1:{port}", {})
     async with running(a):
         a.send(_heartbeat("a", "zz"))
@@ -125,7 +105,7 @@ async def test_messages_to_an_unknown_peer_are_dropped_and_counted() -> None:
 
 
 async def test_the_sender_reconnects_after_the_peer_restarts() -> None:
-    port_a, port_b = _free_port(), _free_port()
+    port_a, port_b = free_port(), free_port()
     peers = {"a": f"127.0.0.1:{port_a}", "b": f"127.0.0.1:{port_b}"}
     a = TcpTransport("a", CLUSTER, peers["a"], peers)
     async with running(a):
