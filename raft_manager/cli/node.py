@@ -6,6 +6,7 @@ unknown node id), 3 the node's data directory is corrupt (the file and offset ar
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from pathlib import Path
 
@@ -29,7 +30,9 @@ def node_command(
     )
     try:
         cluster = load_config(config)
-        anyio.run(run_node, cluster, node_id)
+        # uvloop when installed (a faster event loop for the same asyncio code).
+        use_uvloop = importlib.util.find_spec("uvloop") is not None
+        anyio.run(run_node, cluster, node_id, backend_options={"use_uvloop": use_uvloop})
     except ConfigError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
