@@ -57,6 +57,13 @@ def test_up_status_health_elect_down(tmp_path: Path) -> None:
         assert all(node["reachable"] for node in report["nodes"])
         assert {node["role"] for node in report["nodes"]} == {"leader", "follower"}
 
+        addresses = ",".join(node["client_address"] for node in started["nodes"])
+        by_address = runner.invoke(app, ["status", "--cluster", addresses, "--json"])
+        assert by_address.exit_code == 0
+        assert json.loads(by_address.stdout)["leader"] == report["leader"]
+        bad = runner.invoke(app, ["status", "--cluster", "nowhere:port"])
+        assert bad.exit_code == 2
+
         health = runner.invoke(app, ["health", *cluster])
         assert health.exit_code == 0 and health.stdout.startswith("healthy")
 

@@ -5,7 +5,8 @@ DIR/cluster.toml (or reuses the one there, so the nodes restart on their existin
 one `raft-manager node` process per node in the background (logs in DIR/<id>.log, pids in
 DIR/pids.json), waits for a leader and prints each node's id, pid, address and data dir.
 `cluster down --dir DIR` stops them (SIGTERM, then SIGKILL after 5 s). The other commands find
-the cluster with --cluster PATH, else $RAFT_MANAGER_CLUSTER, else ./.raft-manager/cluster.toml.
+the cluster with --cluster PATH (or --cluster HOST:PORT,HOST:PORT: the nodes' client addresses),
+else $RAFT_MANAGER_CLUSTER, else ./.raft-manager/cluster.toml.
 
 Exit codes: up 0 a leader was elected, 1 none within the timeout, 2 bad arguments or ports in
 use; down 0; status 0 (1 when no node answers); health 0 healthy (a leader, every node answers),
@@ -20,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from rich.table import Table
 from raft_manager.client import RaftClient
 from raft_manager.server.config import ClusterConfig, ConfigError, load_config
 from raft_manager.server.node import check_bindable
+from raft_manager.transport.tcp import parse_address
 
 cluster_app = typer.Typer(help="Start and stop a local cluster.", no_args_is_help=True)
 DEFAULT_CLUSTER = Path(".raft-manager") / "cluster.toml"
@@ -68,16 +71,46 @@ def _write_config(
     return path
 
 
-async def _statuses(config: ClusterConfig, timeout: float = 1.0) -> dict[str, dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class Members:
+    """Whom to ask: node id -> client address, and node id -> Raft address when known. Given as
+    bare addresses (`--cluster HOST:PORT,HOST:PORT`), a node is named by its address until it
+    answers."""
+
+    clients: dict[str, str]
+    raft: dict[str, str]
+
+
+def _members(option: str | None) -> Members:
+    if option and not option.endswith(".toml") and not Path(option).exists():
+        addresses = [address.strip() for address in option.split(",") if address.strip()]
+        try:
+            for address in addresses:
+                parse_address(address)
+        except ValueError as error:
+            typer.echo(f"error: --cluster: {error}", err=True)
+            raise typer.Exit(2) from None
+        return Members({address: address for address in addresses}, {})
+    return _config_members(_load(_cluster_path(Path(option) if option else None)))
+
+
+async def _statuses(members: Members, timeout: float = 1.0) -> dict[str, dict[str, Any]]:
+    """Answers by member key (node id, or address for bare addresses)."""
     found: dict[str, dict[str, Any]] = {}
-    addresses = [spec.client_address for spec in config.nodes.values()]
-    async with RaftClient(addresses, timeout=timeout) as client:
-        for node_id, spec in config.nodes.items():
+    async with RaftClient(list(members.clients.values()), timeout=timeout) as client:
+        for key, address in members.clients.items():
             try:
-                found[node_id] = await client.status(spec.client_address)
+                found[key] = await client.status(address)
             except Exception:  # down, starting, or unreachable: reported as unreachable
                 continue
     return found
+
+
+def _config_members(config: ClusterConfig) -> Members:
+    return Members(
+        {node: spec.client_address for node, spec in config.nodes.items()},
+        {node: spec.address for node, spec in config.nodes.items()},
+    )
 
 
 def _leader_of(statuses: dict[str, dict[str, Any]]) -> tuple[str | None, int]:
@@ -141,7 +174,7 @@ def up_command(
     leader: str | None = None
     while leader is None and time.monotonic() < deadline:
         time.sleep(0.1)
-        leader = _leader_of(anyio.run(_statuses, config))[0]
+        leader = _leader_of(anyio.run(_statuses, _config_members(config)))[0]
     rows = [
         {
             "id": node_id,
@@ -201,34 +234,38 @@ def _alive(pid: int) -> bool:
     return reaped == 0
 
 
+CLUSTER_HELP = "The cluster's TOML file, or its nodes' client addresses: HOST:PORT,HOST:PORT."
+
+
 def status_command(
-    cluster: Path | None = typer.Option(None, "--cluster", help="The cluster's TOML file."),
+    cluster: str | None = typer.Option(None, "--cluster", help=CLUSTER_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """The leader and term, and every node's role, term, indexes, pid and reachability."""
-    config = _load(_cluster_path(cluster))
-    statuses = anyio.run(_statuses, config)
+    members = _members(cluster)
+    statuses = anyio.run(_statuses, members)
     leader, term = _leader_of(statuses)
     nodes = []
-    for node_id, spec in config.nodes.items():
-        found = statuses.get(node_id, {})
+    for key, client_address in members.clients.items():
+        found = statuses.get(key, {})
         nodes.append(
             {
-                "id": node_id,
+                "id": found.get("id", key),
                 "role": found.get("role"),
                 "term": found.get("term"),
                 "commit_index": found.get("commit_index"),
                 "applied_index": found.get("applied_index"),
                 "last_index": found.get("last_index"),
                 "pid": found.get("pid"),
-                "address": spec.address,
+                "address": members.raft.get(key, client_address),
                 "reachable": bool(found),
             }
         )
+    leader_id = statuses[leader]["id"] if leader is not None else None
     if as_json:
-        typer.echo(json.dumps({"leader": leader, "term": term, "nodes": nodes}))
+        typer.echo(json.dumps({"leader": leader_id, "term": term, "nodes": nodes}))
     else:
-        table = Table(title=f"leader {leader or 'unknown'}, term {term}")
+        table = Table(title=f"leader {leader_id or 'unknown'}, term {term}")
         for column in nodes[0]:
             table.add_column(column)
         for node in nodes:
@@ -238,32 +275,32 @@ def status_command(
 
 
 def health_command(
-    cluster: Path | None = typer.Option(None, "--cluster", help="The cluster's TOML file."),
+    cluster: str | None = typer.Option(None, "--cluster", help=CLUSTER_HELP),
 ) -> None:
     """Exit 0 healthy, 1 degraded (a quorum answers), 2 no quorum; prints one line why."""
-    config = _load(_cluster_path(cluster))
-    statuses = anyio.run(_statuses, config)
+    members = _members(cluster)
+    statuses = anyio.run(_statuses, members)
     leader, term = _leader_of(statuses)
-    total, answering = len(config.nodes), len(statuses)
+    leader_id = statuses[leader]["id"] if leader is not None else None
+    total, answering = len(members.clients), len(statuses)
     if answering * 2 <= total:
         typer.echo(f"no quorum: {answering} of {total} nodes answer")
         raise typer.Exit(2)
     if leader is None or answering < total:
-        missing = sorted(set(config.nodes) - set(statuses))
-        why = f"leader {leader}" if leader else "no leader known"
+        missing = sorted(set(members.clients) - set(statuses))
+        why = f"leader {leader_id}" if leader_id else "no leader known"
         typer.echo(f"degraded: {why}; {answering} of {total} answer (down: {', '.join(missing)})")
         raise typer.Exit(1)
-    typer.echo(f"healthy: leader {leader}, term {term}, all {total} nodes answer")
+    typer.echo(f"healthy: leader {leader_id}, term {term}, all {total} nodes answer")
 
 
 def elect_command(
     to: str | None = typer.Option(None, "--to", help="The new leader (default: most up to date)."),
-    cluster: Path | None = typer.Option(None, "--cluster", help="The cluster's TOML file."),
+    cluster: str | None = typer.Option(None, "--cluster", help=CLUSTER_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Transfer leadership and wait for the result."""
-    config = _load(_cluster_path(cluster))
-    addresses = [spec.client_address for spec in config.nodes.values()]
+    addresses = list(_members(cluster).clients.values())
 
     async def transfer() -> dict[str, Any]:
         async with RaftClient(addresses, timeout=5.0) as client:
