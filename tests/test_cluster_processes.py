@@ -134,34 +134,45 @@ async def test_a_redis_streams_cluster_survives_a_leader_kill(
 
 
 async def _survives_a_leader_kill(cluster: Cluster, writes: int) -> None:
-    """Concurrent writes all acknowledged; SIGKILL the leader; the next write commits within
-    2 s; the killed node restarts on its data and catches up; no acknowledged write is lost."""
+    """Writes in flight while the leader is SIGKILLed: the first write after the kill commits
+    within 2 s; every write is acknowledged in the end (the client retries); the killed node
+    restarts on its data and catches up; all nodes end with the same state; no acknowledged
+    write is missing."""
     async with cluster.client() as client:
+        statuses = await _statuses(client, cluster)
+        while not any(s["role"] == "leader" for s in statuses.values()):
+            await anyio.sleep(0.05)
+            statuses = await _statuses(client, cluster)
+        leader = next(n for n, s in statuses.items() if s["role"] == "leader")
         acknowledged: list[int] = []
+        first_after_kill: list[float] = []
+        killed_at: list[float] = []
 
         async def write(k: int) -> None:
             await client.propose(_put(f"key-{k}", k))
             acknowledged.append(k)
+            if killed_at and not first_after_kill:
+                first_after_kill.append(time.monotonic() - killed_at[0])
+
+        async def kill_when_busy() -> None:
+            while len(acknowledged) < writes // 4:
+                await anyio.sleep(0.001)
+            cluster.kill(leader)
+            killed_at.append(time.monotonic())
 
         async with anyio.create_task_group() as group:
+            group.start_soon(kill_when_busy)
             for k in range(writes):
                 group.start_soon(write, k)
         assert sorted(acknowledged) == list(range(writes))
-        await _converged(client, cluster, IDS)
-
-        statuses = await _statuses(client, cluster)
-        leader = next(n for n, s in statuses.items() if s["role"] == "leader")
-        cluster.kill(leader)
-        killed_at = time.monotonic()
-        await client.propose(_put("after-failover", 1))  # retried until a new leader commits it
-        failover = time.monotonic() - killed_at
-        assert failover < 2.0, f"the first write after the kill took {failover:.2f} s"
+        assert first_after_kill and first_after_kill[0] < 2.0, first_after_kill
 
         cluster.start(leader)  # restarts on its own data and catches up
         await _converged(client, cluster, IDS)
-        for k in (0, writes // 2, writes - 1):
+        digests = {s["state_digest"] for s in (await _statuses(client, cluster)).values()}
+        assert len(digests) == 1  # every node applied the same entries in the same order
+        for k in range(0, writes, max(1, writes // 20)):
             assert await client.read(f"key-{k}") == k
-        assert await client.read("after-failover") == 1
 
 
 async def test_garbage_on_both_ports_leaves_the_node_serving(cluster: Cluster) -> None:
@@ -224,9 +235,7 @@ async def test_a_cluster_on_redis_streams_commits_1000_proposals_in_order(
                 await client.propose(_put("sequence", k))
             await _converged(client, cluster, IDS)
             statuses = await _statuses(client, cluster)
-            assert {s["applied_index"] for s in statuses.values()} == {
-                statuses[IDS[0]]["applied_index"]
-            }
+            assert len({s["state_digest"] for s in statuses.values()}) == 1  # same order
             assert await client.read("sequence") == 999
     finally:
         cluster.stop_all()

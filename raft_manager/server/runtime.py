@@ -20,6 +20,7 @@ snapshotted and the log compacted.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -306,6 +307,8 @@ class NodeRuntime:
             "commit_index": raft.log.committed,
             "applied_index": raft.log.applied,
             "last_index": raft.log.last_index,
+            # Equal on every node that applied the same entries in the same order.
+            "state_digest": hashlib.sha256(self.state_machine.snapshot()).hexdigest()[:16],
         }
 
     @property
