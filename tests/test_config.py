@@ -71,3 +71,23 @@ def test_bad_files_are_refused_with_the_problem_named(
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "absent.toml")
+
+
+def test_node_flags_override_settings_and_bad_ones_exit_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from raft_manager.cli.main import app
+    from raft_manager.cli.node import parse_overrides
+
+    assert parse_overrides(["tick_ms=20", "pre_vote=false", "cluster_id=blue"]) == {
+        "tick_ms": 20,
+        "pre_vote": False,
+        "cluster_id": "blue",
+    }
+    path = _write(tmp_path, GOOD)
+    for bad in (["--set", "tick_ms"], ["--set", "tik_ms=3"], ["--set", "tick_ms=-1"]):
+        outcome = CliRunner().invoke(app, ["node", "--config", str(path), "--id", "n1", *bad])
+        assert outcome.exit_code == 2, outcome.output
+        assert "error:" in outcome.stderr
+    outcome = CliRunner().invoke(app, ["node", "--config", str(path), "--id", "n9"])
+    assert outcome.exit_code == 2 and "not in the cluster" in outcome.stderr

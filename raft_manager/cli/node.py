@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import anyio
 import typer
@@ -18,9 +20,29 @@ from raft_manager.server.node import run_node
 from raft_manager.storage import CorruptionError
 
 
+def parse_overrides(settings: list[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs, each VALUE a TOML value (a bare word is taken as a string)."""
+    overrides: dict[str, Any] = {}
+    for setting in settings:
+        key, separator, value = setting.partition("=")
+        if not separator or not key.strip():
+            raise ConfigError(f"--set {setting!r}: expected KEY=VALUE")
+        try:
+            overrides[key.strip()] = tomllib.loads(f"value = {value}")["value"]
+        except tomllib.TOMLDecodeError:
+            overrides[key.strip()] = value
+    return overrides
+
+
 def node_command(
     config: Path = typer.Option(..., "--config", help="The cluster's TOML file."),
     node_id: str = typer.Option(..., "--id", help="Which of the file's nodes this is."),
+    settings: list[str] = typer.Option(
+        [],
+        "--set",
+        help="Override a cluster setting, as KEY=VALUE in TOML (e.g. --set tick_ms=20); beats "
+        "the file and RAFT_MANAGER_* variables. Repeatable.",
+    ),
     log_level: str = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR."),
 ) -> None:
     """Run one node of the cluster in the foreground."""
@@ -29,7 +51,7 @@ def node_command(
         format=f"%(asctime)s {node_id} %(levelname)s %(name)s: %(message)s",
     )
     try:
-        cluster = load_config(config)
+        cluster = load_config(config, parse_overrides(settings))
         # uvloop when installed (a faster event loop for the same asyncio code).
         use_uvloop = importlib.util.find_spec("uvloop") is not None
         anyio.run(run_node, cluster, node_id, backend_options={"use_uvloop": use_uvloop})
