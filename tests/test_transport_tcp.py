@@ -10,8 +10,9 @@ import pytest
 from conftest import Inbox, free_port
 
 from raft_manager.core import Heartbeat, HeartbeatResponse
+from raft_manager.transport.base import parse_address
 from raft_manager.transport.codec import LENGTH_PREFIX, encode_with_length
-from raft_manager.transport.tcp import TcpTransport, parse_address
+from raft_manager.transport.tcp import TcpTransport
 
 CLUSTER = "swarm-test"
 

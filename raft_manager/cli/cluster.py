@@ -33,7 +33,7 @@ from rich.table import Table
 from raft_manager.client import RaftClient
 from raft_manager.server.config import ClusterConfig, ConfigError, load_config
 from raft_manager.server.node import check_bindable
-from raft_manager.transport.tcp import parse_address
+from raft_manager.transport.base import parse_address
 
 cluster_app = typer.Typer(help="Start and stop a local cluster.", no_args_is_help=True)
 DEFAULT_CLUSTER = Path(".raft-manager") / "cluster.toml"

@@ -23,10 +23,10 @@ from typing import Any
 import anyio
 from anyio.abc import SocketStream, TaskGroup
 
+from raft_manager.transport.base import parse_address
 from raft_manager.transport.client_protocol import Request, decode_response, encode_request
 from raft_manager.transport.codec import FrameError
 from raft_manager.transport.framing import FrameReader, with_length
-from raft_manager.transport.tcp import parse_address
 
 RETRYABLE = ("timeout", "dropped", "lost", "unavailable")
 BACKOFF_START = 0.01

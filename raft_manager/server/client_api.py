@@ -20,6 +20,7 @@ import anyio
 from anyio.abc import SocketStream, TaskGroup, TaskStatus
 
 from raft_manager.core import NotLeader, ProposalDropped, RaftError
+from raft_manager.transport.base import parse_address
 from raft_manager.transport.client_protocol import (
     MAX_REQUEST_BYTES,
     Request,
@@ -29,7 +30,6 @@ from raft_manager.transport.client_protocol import (
 )
 from raft_manager.transport.codec import FrameError
 from raft_manager.transport.framing import FrameReader, with_length
-from raft_manager.transport.tcp import parse_address
 
 from .runtime import NodeRuntime, ProposalLost
 

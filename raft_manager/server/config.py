@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from raft_manager.transport.tcp import parse_address
+from raft_manager.transport.base import parse_address
 
 
 class ConfigError(ValueError):

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from raft_manager.transport.tcp import TransportStats, parse_address
+from raft_manager.transport.base import TransportStats, parse_address
 
 ROLES = ("follower", "pre-candidate", "candidate", "leader")
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1)

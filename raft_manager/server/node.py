@@ -17,13 +17,14 @@ import anyio
 
 from raft_manager.core import Raft, RaftConfig
 from raft_manager.storage import FileStorage
+from raft_manager.transport.base import Transport, parse_address
 from raft_manager.transport.redis_streams import RedisStreamsTransport
-from raft_manager.transport.tcp import TcpTransport, parse_address
+from raft_manager.transport.tcp import TcpTransport
 
 from .client_api import ClientServer
 from .config import ClusterConfig, ConfigError
 from .metrics import NodeMetrics
-from .runtime import NodeRuntime, Transport
+from .runtime import NodeRuntime
 from .state_machine import KeyValueStateMachine
 
 log = logging.getLogger("raft_manager.server")

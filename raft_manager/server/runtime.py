@@ -23,12 +23,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskStatus
 
 from raft_manager.core import (
     EntryType,
@@ -41,27 +40,12 @@ from raft_manager.core import (
 )
 from raft_manager.core.raft import Ready
 from raft_manager.storage.base import Storage
-from raft_manager.transport.tcp import TransportStats
+from raft_manager.transport.base import Transport
 
 from .metrics import NodeMetrics
 from .state_machine import StateMachine
 
 log = logging.getLogger("raft_manager.server")
-
-
-class Transport(Protocol):
-    async def serve(
-        self,
-        task_group: TaskGroup,
-        deliver: Callable[[Message], None],
-        *,
-        task_status: TaskStatus[None] = ...,
-    ) -> None: ...
-
-    def send(self, msg: Message) -> None: ...
-
-    @property
-    def stats(self) -> TransportStats: ...
 
 
 class ProposalLost(RaftError):

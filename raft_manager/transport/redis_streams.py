@@ -25,8 +25,8 @@ from redis.exceptions import RedisError
 
 from raft_manager.core import Message, NodeId
 
+from .base import BACKOFF_MAX, BACKOFF_START, DEFAULT_QUEUE_MESSAGES, TransportStats
 from .codec import FrameError, decode, encode
-from .tcp import BACKOFF_MAX, BACKOFF_START, DEFAULT_QUEUE_MESSAGES, TransportStats
 
 log = logging.getLogger("raft_manager.transport")
 

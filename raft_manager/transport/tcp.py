@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import logging
 import random
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import anyio
 from anyio.abc import SocketStream, TaskGroup
 
 from raft_manager.core import Message, NodeId
 
+from .base import BACKOFF_MAX, BACKOFF_START, DEFAULT_QUEUE_MESSAGES, TransportStats, parse_address
 from .codec import (
     DEFAULT_MAX_FRAME_BYTES,
     LENGTH_PREFIX,
@@ -35,32 +34,6 @@ from .codec import (
 from .framing import FrameReader
 
 log = logging.getLogger("raft_manager.transport")
-
-DEFAULT_QUEUE_MESSAGES = 4096
-BACKOFF_START = 0.02
-BACKOFF_MAX = 1.0
-
-
-@dataclass(slots=True)
-class TransportStats:
-    sent: int = 0
-    received: int = 0
-    bytes_out: int = 0
-    bytes_in: int = 0
-    dropped: Counter[str] = field(default_factory=Counter)  # by reason
-
-
-def parse_address(address: str) -> tuple[str, int]:
-    """'host:port' or '[v6]:port' -> (host, port); ValueError otherwise."""
-    host, separator, port = address.rpartition(":")
-    if not separator or not port.isdigit() or not host:
-        raise ValueError(f"bad address {address!r}: expected host:port")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    number = int(port)
-    if not 0 < number < 65536:
-        raise ValueError(f"bad port in {address!r}")
-    return host, number
 
 
 class _Peer:

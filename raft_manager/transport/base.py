@@ -1,0 +1,61 @@
+"""What every transport shares: the interface the runtime drives, counters, addresses, timing.
+
+Theory of operation: a transport moves core messages between the nodes of one cluster. The
+runtime starts it with `serve(task_group, deliver)` (deliver is called with each decoded inbound
+message) and hands it outbound messages with `send`, which must never block: a transport keeps
+a bounded queue per peer and drops (and counts) what does not fit, since Raft resends. What a
+transport dropped, and why, is in its `stats`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from raft_manager.core import Message
+
+DEFAULT_QUEUE_MESSAGES = 4096
+BACKOFF_START = 0.02
+BACKOFF_MAX = 1.0
+
+
+@dataclass(slots=True)
+class TransportStats:
+    sent: int = 0
+    received: int = 0
+    bytes_out: int = 0
+    bytes_in: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)  # by reason
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """'host:port' or '[v6]:port' -> (host, port); ValueError otherwise."""
+    host, separator, port = address.rpartition(":")
+    if not separator or not port.isdigit() or not host:
+        raise ValueError(f"bad address {address!r}: expected host:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    number = int(port)
+    if not 0 < number < 65536:
+        raise ValueError(f"bad port in {address!r}")
+    return host, number
+
+
+class Transport(Protocol):
+    async def serve(
+        self,
+        task_group: TaskGroup,
+        deliver: Callable[[Message], None],
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None: ...
+
+    def send(self, msg: Message) -> None: ...
+
+    @property
+    def stats(self) -> TransportStats: ...
