@@ -554,7 +554,8 @@ class Raft:
             if progress.maybe_decrease_to(msg.index, max(next_hint, 1)):
                 self._dirty_peers.add(msg.frm)
             return
-        if not progress.maybe_update(msg.index):
+        caught_up_probe = progress.state is ProgressState.PROBE and msg.index == progress.match
+        if not progress.maybe_update(msg.index) and not caught_up_probe:
             return
         state = progress.state
         if state is ProgressState.PROBE:
@@ -583,10 +584,11 @@ class Raft:
         progress.recent_active = True
         if progress.state is ProgressState.SNAPSHOT:
             self._send_snapshot_chunk(msg.frm, progress)  # resend in case a chunk was lost
-        elif progress.match < self.log.last_index:
-            # The peer is behind, and what we sent it may have been lost. Send again; an empty
-            # append at the end of what was sent gets an answer that either confirms it or
-            # starts a probe, so lost appends are noticed even in an idle cluster.
+        elif progress.match < self.log.last_index or progress.state is ProgressState.PROBE:
+            # The peer is behind and what we sent it may have been lost, or it is being probed
+            # (after report_unreachable, say). Send again: an empty append at the end of what was
+            # sent gets an answer that confirms it (back to streaming) or starts a probe, so lost
+            # appends are noticed even in an idle cluster.
             progress.probe_sent = False
             if progress.is_paused():  # a full replication window
                 self._send_append(msg.frm, progress, [], 0)

@@ -72,10 +72,6 @@ class ReadTracker:
         """Queue a read at `index`; it waits for the next round to be sent and acknowledged."""
         self._pending.append(PendingRead(self.round + 1, index, context, requester))
 
-    def has_unsent(self) -> bool:
-        """Is some queued read still waiting for its round to go out?"""
-        return bool(self._pending) and self._pending[-1].round > self.round
-
     def release(self, quorum_round: int) -> list[PendingRead]:
         """Pop the reads whose round a quorum has acknowledged."""
         released = []

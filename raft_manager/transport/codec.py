@@ -44,6 +44,7 @@ from raft_manager.core import (
     TimeoutNow,
     VoteResponse,
 )
+from raft_manager.core.messages import MESSAGE_TYPES
 
 PROTOCOL_VERSION = 1
 LENGTH_PREFIX = struct.Struct(">I")
@@ -63,6 +64,8 @@ _CODES: dict[type[Message], int] = {
     ReadIndexRequest: 10,
     ReadIndexResponse: 11,
 }
+if set(_CODES) != set(MESSAGE_TYPES):  # a new message type needs a code before it can travel
+    raise ImportError("the wire codec lacks a type code for some core message")
 _TYPES = {code: kind for kind, code in _CODES.items()}
 _ENTRY_TYPES = {entry_type.value: entry_type for entry_type in EntryType}
 _HEAD = 4  # version, cluster, sender, code
