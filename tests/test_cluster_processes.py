@@ -195,9 +195,13 @@ async def test_garbage_on_both_ports_leaves_the_node_serving(cluster: Cluster) -
         assert 'raft_frames_dropped_total{reason="oversized"} 1.0' in text  # the garbage above
 
 
-async def test_a_paused_leader_returns_as_a_follower_and_the_term_rises_once(
+async def test_a_paused_leader_returns_as_a_follower_without_raising_the_term(
     cluster: Cluster,
 ) -> None:
+    # While the leader is stopped the other two elect a new one: the term rises once, or more
+    # if their randomized timeouts collide and they split the vote (seen once in CI under
+    # load). What the returning node must not do, thanks to pre-vote and leader stickiness, is
+    # raise it again: after SIGCONT it rejoins as a follower at the new leader's term.
     async with cluster.client() as client:
         await client.propose(_put("before", 1))
         await _converged(client, cluster, IDS)
@@ -209,8 +213,11 @@ async def test_a_paused_leader_returns_as_a_follower_and_the_term_rises_once(
         try:
             await anyio.sleep(2.0)
             await client.propose(_put("during", 2))  # the others elected a new leader
+            others = await _statuses(client, cluster)
+            term_during = max(s["term"] for s in others.values())
         finally:
             cluster.processes[leader].send_signal(signal.SIGCONT)
+        assert isinstance(term_during, int) and term_during > term_before
         with anyio.fail_after(5):
             while True:
                 statuses = await _statuses(client, cluster)
@@ -219,7 +226,7 @@ async def test_a_paused_leader_returns_as_a_follower_and_the_term_rises_once(
                 await anyio.sleep(0.05)
         await _converged(client, cluster, IDS)
         terms = {s["term"] for s in (await _statuses(client, cluster)).values()}
-        assert terms == {term_before + 1}
+        assert terms == {term_during}
         assert await client.read("during") == 2
 
 
