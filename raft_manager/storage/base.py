@@ -15,6 +15,23 @@ from typing import Protocol
 from raft_manager.core import Entry, HardState, RestoredState, Snapshot
 
 
+def bounds_after(
+    snapshot: Snapshot | None, entries: Sequence[Entry], offset: int, last_index: int
+) -> tuple[int, int]:
+    """The log's (offset, last index) after saving `snapshot` and `entries` on a log that spans
+    (offset, last_index]; ValueError if the entries would leave a gap or reach below the log."""
+    if snapshot is not None:
+        offset = last_index = snapshot.meta.index
+    if entries:
+        first = entries[0].index
+        if not offset < first <= last_index + 1:
+            raise ValueError(
+                f"entries from {first} do not attach to the log ({offset}, {last_index}]"
+            )
+        last_index = entries[-1].index
+    return offset, last_index
+
+
 class Storage(Protocol):
     def load(self) -> RestoredState: ...
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from raft_manager.core import Entry, HardState, RestoredState, Snapshot
 
+from .base import bounds_after
 from .errors import CorruptionError
 from .records import (
     Marker,
@@ -233,12 +234,7 @@ class FileStorage:
         Entries that would not attach to the log (leaving a gap, or reaching below the snapshot)
         raise ValueError and nothing is written.
         """
-        offset = snapshot.meta.index if snapshot is not None else self._offset
-        last = offset if snapshot is not None else self._last_index
-        if entries and not offset < entries[0].index <= last + 1:
-            raise ValueError(
-                f"entries from {entries[0].index} do not attach to the log ({offset}, {last}]"
-            )
+        offset, last = bounds_after(snapshot, entries, self._offset, self._last_index)
         marker = None
         if snapshot is not None:
             self._snapshots.save(snapshot)
@@ -250,8 +246,7 @@ class FileStorage:
         record = frame_parts(RecordType.READY, encode_ready(hard_state, marker, entries))
         max_index = entries[-1].index if entries else 0
         self._writer.append(record, max_index, self._hard_state)
-        self._offset = offset
-        self._last_index = max_index or last
+        self._offset, self._last_index = offset, last
 
     def compact(self, snapshot: Snapshot) -> None:
         """Keep our own snapshot and drop what it covers from the log (ValueError if it reaches

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 from raft_manager.core import Entry, HardState, RestoredState, Snapshot
 
+from .base import bounds_after
+
 
 class MemoryStorage:
     __slots__ = ("entries", "hard_state", "offset", "snapshot")
@@ -33,14 +35,7 @@ class MemoryStorage:
         snapshot: Snapshot | None,
     ) -> None:
         """Persist one Ready's worth of state (the caller's single fsync), all or nothing."""
-        if entries:
-            offset = snapshot.meta.index if snapshot is not None else self.offset
-            last = offset if snapshot is not None else self.last_index
-            first = entries[0].index
-            if first <= offset or first > last + 1:
-                raise ValueError(
-                    f"entries from {first} do not attach to the log ({offset}, {last}]"
-                )
+        bounds_after(snapshot, entries, self.offset, self.last_index)  # refuses a gap
         if snapshot is not None:
             self.install_snapshot(snapshot)
         if entries:

@@ -9,6 +9,7 @@ transport dropped, and why, is in its `stats`.
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,22 @@ def parse_address(address: str) -> tuple[str, int]:
     if not 0 < number < 65536:
         raise ValueError(f"bad port in {address!r}")
     return host, number
+
+
+class Backoff:
+    """Exponential backoff with jitter for reconnect loops: wait() sleeps longer each time,
+    reset() after a success. Seeded by name so that runs are reproducible."""
+
+    def __init__(self, name: str) -> None:
+        self._jitter = random.Random(name)
+        self._delay = BACKOFF_START
+
+    def reset(self) -> None:
+        self._delay = BACKOFF_START
+
+    async def wait(self) -> None:
+        await anyio.sleep(self._delay * (0.5 + self._jitter.random()))
+        self._delay = min(self._delay * 2, BACKOFF_MAX)
 
 
 class Transport(Protocol):

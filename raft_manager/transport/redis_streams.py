@@ -14,7 +14,6 @@ backoff and jitter; what was lost meanwhile is Raft's to resend.
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +24,7 @@ from redis.exceptions import RedisError
 
 from raft_manager.core import Message, NodeId
 
-from .base import BACKOFF_MAX, BACKOFF_START, DEFAULT_QUEUE_MESSAGES, TransportStats
+from .base import DEFAULT_QUEUE_MESSAGES, Backoff, TransportStats
 from .codec import FrameError, decode, encode
 
 log = logging.getLogger("raft_manager.transport")
@@ -90,8 +89,7 @@ class RedisStreamsTransport:
     async def _run_sender(self, peer: NodeId) -> None:
         key = inbox_key(self.cluster_id, peer)
         receive = self._queues[peer][1]
-        jitter = random.Random(f"{self.node_id}->{peer}")
-        backoff = BACKOFF_START
+        backoff = Backoff(f"{self.node_id}->{peer}")
         while True:
             client = self._client()
             try:
@@ -117,34 +115,31 @@ class RedisStreamsTransport:
                         raise
                     self.stats.sent += len(batch)
                     self.stats.bytes_out += sum(map(len, batch))
-                    backoff = BACKOFF_START
+                    backoff.reset()
             except (RedisError, OSError) as error:
                 log.info("event=redis_send_failed peer=%s error=%r", peer, str(error))
-                await anyio.sleep(backoff * (0.5 + jitter.random()))
-                backoff = min(backoff * 2, BACKOFF_MAX)
+                await backoff.wait()
             finally:
                 await client.aclose()
 
     async def _run_receiver(self) -> None:
         key = inbox_key(self.cluster_id, self.node_id)
         last_id = "$"
-        jitter = random.Random(f"{self.node_id}<-")
-        backoff = BACKOFF_START
+        backoff = Backoff(f"{self.node_id}<-")
         while True:
             client = self._client()
             try:
                 while True:
                     # [(stream, [(entry id, {field: value})])], or empty after BLOCK_MS
                     answer: Any = await client.xread({key: last_id}, block=BLOCK_MS, count=1024)
-                    backoff = BACKOFF_START
+                    backoff.reset()
                     for _stream, entries in answer or ():
                         for entry_id, fields in entries:
                             last_id = entry_id
                             self._accept(fields.get(FRAME_FIELD))
             except (RedisError, OSError) as error:
                 log.info("event=redis_read_failed error=%r", str(error))
-                await anyio.sleep(backoff * (0.5 + jitter.random()))
-                backoff = min(backoff * 2, BACKOFF_MAX)
+                await backoff.wait()
             finally:
                 await client.aclose()
 

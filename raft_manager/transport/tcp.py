@@ -15,7 +15,6 @@ not to reorder what it delivers on one connection.
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable
 
 import anyio
@@ -23,7 +22,7 @@ from anyio.abc import SocketStream, TaskGroup
 
 from raft_manager.core import Message, NodeId
 
-from .base import BACKOFF_MAX, BACKOFF_START, DEFAULT_QUEUE_MESSAGES, TransportStats, parse_address
+from .base import DEFAULT_QUEUE_MESSAGES, Backoff, TransportStats, parse_address
 from .codec import (
     DEFAULT_MAX_FRAME_BYTES,
     LENGTH_PREFIX,
@@ -104,18 +103,16 @@ class TcpTransport:
             self.stats.dropped["queue-full"] += 1
 
     async def _run_peer(self, peer: NodeId, state: _Peer) -> None:
-        backoff = BACKOFF_START
-        jitter = random.Random(f"{self.node_id}->{peer}")
+        backoff = Backoff(f"{self.node_id}->{peer}")
         pending: list[bytes] = []
         while True:
             try:
                 host, port = parse_address(state.address)
                 stream = await anyio.connect_tcp(host, port)
             except OSError:
-                await anyio.sleep(backoff * (0.5 + jitter.random()))
-                backoff = min(backoff * 2, BACKOFF_MAX)
+                await backoff.wait()
                 continue
-            backoff = BACKOFF_START
+            backoff.reset()
             log.info("event=peer_connected peer=%s address=%s", peer, state.address)
             try:
                 async with stream:
