@@ -13,6 +13,7 @@ may apply twice. Other refusals raise ClientError with the node's code.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 import uuid
@@ -26,12 +27,14 @@ from anyio.abc import SocketStream, TaskGroup
 from raft_manager.transport.base import parse_address
 from raft_manager.transport.client_protocol import Request, decode_response, encode_request
 from raft_manager.transport.codec import FrameError
-from raft_manager.transport.framing import FrameReader, with_length
+from raft_manager.transport.framing import FrameReader, FrameWriter
 
 RETRYABLE = ("timeout", "dropped", "lost", "unavailable")
 BACKOFF_START = 0.01
 BACKOFF_MAX = 0.5
 MAX_RESPONSE_BYTES = 64 << 20
+SWEEP_SECONDS = 0.02  # how late past its deadline a request may be failed
+_GONE = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)
 
 
 class ClientError(Exception):
@@ -40,40 +43,80 @@ class ClientError(Exception):
         super().__init__(f"{code}: {message}")
 
 
+class _Slot:
+    """One request waiting for its response on a connection."""
+
+    __slots__ = ("deadline", "done", "response")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.done = anyio.Event()
+        self.response: dict[str, Any] | None = None
+
+
 class _Connection:
-    """One pipelined connection to one node."""
+    """One pipelined connection to one node: requests are queued on a FrameWriter (a burst goes
+    out as one write), responses matched to them by id, and deadlines enforced by one sweeper
+    task instead of a cancel scope per request."""
 
     def __init__(self, stream: SocketStream) -> None:
         self.stream = stream
-        self.reader = FrameReader(stream, MAX_RESPONSE_BYTES)
-        self.waiting: dict[int, tuple[anyio.Event, list[dict[str, Any]]]] = {}
-        self.lock = anyio.Lock()
+        self.writer = FrameWriter(stream)
+        self.waiting: dict[int, _Slot] = {}
         self.broken = False
 
-    async def read_responses(self) -> None:
+    async def run(self) -> None:
+        """Read, write and sweep until the connection breaks or is closed."""
         try:
-            while (frame := await self.reader.next_frame()) is not None:
-                response = decode_response(frame)
-                slot = self.waiting.pop(response["id"], None)
-                if slot is not None:
-                    slot[1].append(response)
-                    slot[0].set()
-        except (FrameError, OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._write, group)
+                group.start_soon(self._sweep)
+                await self._read()
+                group.cancel_scope.cancel()
         finally:
             self.broken = True
-            for event, _ in self.waiting.values():
-                event.set()  # wake every caller: they find no response and move on
+            for slot in self.waiting.values():
+                slot.done.set()  # wake every caller: they find no response and move on
+
+    async def _read(self) -> None:
+        reader = FrameReader(self.stream, MAX_RESPONSE_BYTES)
+        with contextlib.suppress(FrameError, *_GONE):
+            while (frames := await reader.next_frames()) is not None:
+                for frame in frames:
+                    response = decode_response(frame)
+                    slot = self.waiting.pop(response["id"], None)
+                    if slot is not None:
+                        slot.response = response
+                        slot.done.set()
+
+    async def _write(self, group: TaskGroup) -> None:
+        with contextlib.suppress(*_GONE):
+            await self.writer.run()
+        group.cancel_scope.cancel()
+
+    async def _sweep(self) -> None:
+        while True:
+            await anyio.sleep(SWEEP_SECONDS)
+            now = anyio.current_time()
+            for request_id, slot in list(self.waiting.items()):
+                if slot.deadline <= now:
+                    del self.waiting[request_id]
+                    slot.done.set()
 
     async def call(self, request: Request, timeout: float) -> dict[str, Any] | None:
-        """The response, or None if the connection broke first."""
-        event, box = anyio.Event(), list[dict[str, Any]]()
-        self.waiting[request.id] = (event, box)
-        async with self.lock:
-            await self.stream.send(with_length(encode_request(request)))
-        with anyio.fail_after(timeout):
-            await event.wait()
-        return box[0] if box else None
+        """The response, or None if the connection broke first; TimeoutError after `timeout`."""
+        if self.broken:
+            return None
+        slot = _Slot(anyio.current_time() + timeout)
+        self.waiting[request.id] = slot
+        self.writer.put(encode_request(request))
+        try:
+            await slot.done.wait()
+        finally:
+            self.waiting.pop(request.id, None)
+        if slot.response is None and not self.broken:
+            raise TimeoutError(f"no response within {timeout} s")
+        return slot.response
 
 
 class RaftClient:
@@ -151,14 +194,14 @@ class RaftClient:
         connection = _Connection(stream)
         self._connections[address] = connection
         assert self._group is not None, "use RaftClient as an async context manager"
-        self._group.start_soon(connection.read_responses)
+        self._group.start_soon(connection.run)
         return connection
 
     async def _send(self, address: str, request: Request, timeout: float) -> dict[str, Any] | None:
         try:
             connection = await self._connect(address)
             return await connection.call(request, timeout)
-        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, TimeoutError):
+        except (*_GONE, TimeoutError):
             self._connections.pop(address, None)
             return None
 

@@ -1,16 +1,17 @@
 """The client endpoint of a node: the client protocol served on the node's client address.
 
-Theory of operation: each connection is read frame by frame; every request runs in its own task
-(a client may pipeline), and responses are written back under a per-connection lock, tagged with
-the request's id. Proposals and reads go to the runtime; a node that is not the leader answers
-`not_leader` with the leader's client address, so the client can follow the redirect. A request
-that does not decode is answered `bad_request` (id 0) and the connection stays up; a frame the
-stream cannot recover from closes the connection. Nothing a client sends can stop the node.
+Theory of operation: each connection is read a burst of frames at a time (a client may pipeline).
+The proposals in a burst go to the runtime as one batch, each with a callback that queues its
+response; reads, status and transfers run in a task each. Responses, tagged with the request's
+id, are queued on the connection's FrameWriter, which writes everything queued as one buffer. A
+node that is not the leader answers `not_leader` with the leader's client address, so the client
+can follow the redirect. A request that does not decode is answered `bad_request` (id 0) and the
+connection stays up; a frame the stream cannot recover from closes the connection. Nothing a
+client sends can stop the node.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -29,11 +30,13 @@ from raft_manager.transport.client_protocol import (
     ok_response,
 )
 from raft_manager.transport.codec import FrameError
-from raft_manager.transport.framing import FrameReader, with_length
+from raft_manager.transport.framing import FrameReader, FrameWriter
 
-from .runtime import NodeRuntime, ProposalLost
+from .runtime import Answer, NodeRuntime, ProposalLost
 
 log = logging.getLogger("raft_manager.server")
+
+_GONE = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream)
 
 
 class ClientServer:
@@ -64,54 +67,80 @@ class ClientServer:
             await listener.serve(self._connection, task_group=task_group)
 
     async def _connection(self, stream: SocketStream) -> None:
-        lock = anyio.Lock()
-
-        async def reply(frame: bytes) -> None:
-            async with lock:
-                await stream.send(with_length(frame))
-
-        async def answer(request: Request) -> None:
-            response = await self._handle(request)
-            # If the client went away, its request may still have taken effect: nothing to do.
-            with contextlib.suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                await reply(response)
-
-        async with stream, anyio.create_task_group() as requests:
+        writer = FrameWriter(stream)
+        async with stream, anyio.create_task_group() as tasks:
+            tasks.start_soon(_write_until_gone, writer, tasks)
             reader = FrameReader(stream, MAX_REQUEST_BYTES)
             try:
-                while (frame := await reader.next_frame()) is not None:
-                    try:
-                        request = decode_request(frame)
-                    except FrameError as error:
-                        await reply(error_response(0, "bad_request", str(error)))
-                        continue
-                    requests.start_soon(answer, request)
+                while (frames := await reader.next_frames()) is not None:
+                    proposals = []
+                    for frame in frames:
+                        try:
+                            request = decode_request(frame)
+                        except FrameError as error:
+                            writer.put(error_response(0, "bad_request", str(error)))
+                            continue
+                        if request.op == "propose":
+                            proposals.append(request)
+                        else:
+                            tasks.start_soon(self._answer, request, writer)
+                    if proposals:
+                        self._propose(proposals, writer)
             except FrameError as error:
                 log.warning("event=client_connection_closed reason=%s", error.reason)
-            except (OSError, anyio.BrokenResourceError, anyio.EndOfStream):
+            except _GONE:
                 pass
+            # The client is gone: nobody reads the answers still to come. What its requests
+            # started in the runtime goes on (a proposal may still commit).
+            tasks.cancel_scope.cancel()
 
-    async def _handle(self, request: Request) -> bytes:
+    def _propose(self, requests: list[Request], writer: FrameWriter) -> None:
+        answers = [self._responder(request.id, writer) for request in requests]
+        try:
+            self.runtime.submit([r.data for r in requests], answers, self.timeout)
+        except RaftError as error:
+            for answer in answers:
+                answer(None, error)
+
+    def _responder(self, request_id: int, writer: FrameWriter) -> Answer:
+        def answer(result: Any, error: Exception | None) -> None:
+            writer.put(self._response(request_id, result, error))
+
+        return answer
+
+    async def _answer(self, request: Request, writer: FrameWriter) -> None:
         runtime = self.runtime
         try:
-            if request.op == "propose":
-                result = await runtime.propose(request.data, self.timeout)
-            elif request.op == "read":
+            if request.op == "read":
                 await runtime.read_barrier(self.timeout)
                 result = self.read_key(request.key)
             elif request.op == "transfer":
                 result = await runtime.transfer(request.key or None, self.timeout)
             else:
                 result = {**runtime.status(), "pid": os.getpid()}
-            return ok_response(request.id, result)
-        except NotLeader as error:
+        except (RaftError, TimeoutError) as error:
+            writer.put(self._response(request.id, None, error))
+        else:
+            writer.put(ok_response(request.id, result))
+
+    def _response(self, request_id: int, result: Any, error: Exception | None) -> bytes:
+        if error is None:
+            return ok_response(request_id, result)
+        if isinstance(error, NotLeader):
             address = self.client_addresses.get(error.leader or "")
-            return error_response(request.id, "not_leader", str(error), error.leader, address)
-        except ProposalLost as error:
-            return error_response(request.id, "lost", str(error))
-        except ProposalDropped as error:
-            return error_response(request.id, "dropped", str(error))
-        except TimeoutError:
-            return error_response(request.id, "timeout", f"no answer within {self.timeout} s")
-        except RaftError as error:
-            return error_response(request.id, "unavailable", str(error))
+            return error_response(request_id, "not_leader", str(error), error.leader, address)
+        if isinstance(error, ProposalLost):
+            return error_response(request_id, "lost", str(error))
+        if isinstance(error, ProposalDropped):
+            return error_response(request_id, "dropped", str(error))
+        if isinstance(error, TimeoutError):
+            return error_response(request_id, "timeout", f"no answer within {self.timeout} s")
+        return error_response(request_id, "unavailable", str(error))
+
+
+async def _write_until_gone(writer: FrameWriter, tasks: TaskGroup) -> None:
+    """Write responses until the client goes away, then stop the connection's tasks."""
+    try:
+        await writer.run()
+    except _GONE:
+        tasks.cancel_scope.cancel()

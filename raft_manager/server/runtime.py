@@ -23,7 +23,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -52,26 +53,51 @@ class ProposalLost(RaftError):
     """The entry was overwritten by a new leader before it committed; it may be retried."""
 
 
+Answer = Callable[[Any, Exception | None], None]
+"""Called once with (result, None) or (None, error) when a proposal or read is decided."""
+
+
 @dataclass(slots=True)
-class _Waiter:
-    """One client waiting for a proposal or a read. Its deadline is enforced by the ticker
+class _Pending:
+    """One proposal or read waiting for its answer. Its deadline is enforced by the ticker
     (`NodeRuntime._expire`), which is much cheaper than a cancel scope per request."""
 
     deadline: float
-    done: anyio.Event = field(default_factory=anyio.Event)
-    result: Any = None
-    error: Exception | None = None
+    answer: Answer
+    term: int = 0  # a proposal's term: it succeeds only if applied with this term
+    proposed_at: float = 0.0  # time.perf_counter() when proposed, for the latency histogram
+    decided: bool = False
 
     def resolve(self, result: Any = None, error: Exception | None = None) -> None:
-        if not self.done.is_set():
-            self.result, self.error = result, error
-            self.done.set()
+        if not self.decided:
+            self.decided = True
+            self.answer(result, error)
+
+
+class _Outcome:
+    """An answer an async caller can await."""
+
+    __slots__ = ("done", "error", "result")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.result: Any = None
+        self.error: Exception | None = None
+
+    def __call__(self, result: Any, error: Exception | None) -> None:
+        self.result, self.error = result, error
+        self.done.set()
 
     async def wait(self) -> Any:
         await self.done.wait()
         if self.error is not None:
             raise self.error
         return self.result
+
+
+def _expire_from(waiting: dict[Any, _Pending], now: float, late: Exception) -> None:
+    for key in [key for key, pending in waiting.items() if pending.deadline <= now]:
+        waiting.pop(key).resolve(error=late)
 
 
 class NodeRuntime:
@@ -94,9 +120,9 @@ class NodeRuntime:
         self.snapshot_every = snapshot_every
         self.metrics = metrics
         self._wakeup = anyio.Event()
-        self._proposals: dict[int, tuple[int, _Waiter]] = {}  # index -> (term, waiter)
-        self._reads: dict[bytes, _Waiter] = {}
-        self._safe_reads: list[tuple[int, _Waiter]] = []  # (read index, waiter)
+        self._proposals: dict[int, _Pending] = {}  # by log index
+        self._reads: dict[bytes, _Pending] = {}  # by read context
+        self._safe_reads: list[tuple[int, _Pending]] = []  # (read index, reader)
         self._read_counter = 0
         self._snapshot_index = raft.log.offset
         if raft.snapshot is not None:  # a restart: the log resumes after the snapshot
@@ -132,17 +158,11 @@ class NodeRuntime:
     def _expire(self, now: float) -> None:
         """Fail the proposals and reads whose deadline passed."""
         late = TimeoutError("no answer before the deadline")
-        for index, (_, waiter) in list(self._proposals.items()):
-            if waiter.deadline <= now:
-                del self._proposals[index]
-                waiter.resolve(error=late)
-        for context, waiter in list(self._reads.items()):
-            if waiter.deadline <= now:
-                del self._reads[context]
-                waiter.resolve(error=late)
-        for _, waiter in self._safe_reads:
-            if waiter.deadline <= now:
-                waiter.resolve(error=late)  # answered already; dropped when its index applies
+        _expire_from(self._proposals, now, late)
+        _expire_from(self._reads, now, late)
+        for _, pending in self._safe_reads:
+            if pending.deadline <= now:
+                pending.resolve(error=late)  # dropped from the list when its index applies
 
     async def _ready_loop(self) -> None:
         raft = self.raft
@@ -185,21 +205,23 @@ class NodeRuntime:
             self._snapshot_index = ready.snapshot.meta.index
         for entry in ready.committed_entries:
             result = self.state_machine.apply(entry) if entry.type is EntryType.NORMAL else None
-            waiting = self._proposals.pop(entry.index, None)
-            if waiting is not None:
-                term, proposer = waiting
-                if term == entry.term:
-                    proposer.resolve(result)
-                else:
-                    proposer.resolve(error=ProposalLost(f"entry {entry.index} was overwritten"))
+            proposer = self._proposals.pop(entry.index, None)
+            if proposer is None:
+                continue
+            if proposer.term == entry.term:
+                proposer.resolve(result)
+                if self.metrics is not None:
+                    self.metrics.commit_latency.observe(time.perf_counter() - proposer.proposed_at)
+            else:
+                proposer.resolve(error=ProposalLost(f"entry {entry.index} was overwritten"))
         for context in ready.failed_reads:
-            waiter = self._reads.pop(context, None)
-            if waiter is not None:
-                waiter.resolve(error=ProposalDropped("leadership changed before the read"))
+            reader = self._reads.pop(context, None)
+            if reader is not None:
+                reader.resolve(error=ProposalDropped("leadership changed before the read"))
         for read_state in ready.read_states:
-            waiter = self._reads.pop(read_state.context, None)
-            if waiter is not None:
-                self._safe_reads.append((read_state.index, waiter))
+            reader = self._reads.pop(read_state.context, None)
+            if reader is not None:
+                self._safe_reads.append((read_state.index, reader))
         applied = self.raft.log.applied
         if ready.committed_entries:
             applied = max(applied, ready.committed_entries[-1].index)
@@ -207,11 +229,11 @@ class NodeRuntime:
 
     def _answer_reads(self, applied: int) -> None:
         still_waiting = []
-        for index, waiter in self._safe_reads:
+        for index, reader in self._safe_reads:
             if index <= applied:
-                waiter.resolve(index)
+                reader.resolve(index)
             else:
-                still_waiting.append((index, waiter))
+                still_waiting.append((index, reader))
         self._safe_reads = still_waiting
 
     def _maybe_compact(self) -> None:
@@ -225,42 +247,47 @@ class NodeRuntime:
 
     # -- clients -------------------------------------------------------------------------------
 
+    def submit(self, commands: Sequence[bytes], answers: Sequence[Answer], timeout: float) -> None:
+        """Propose `commands` as one batch; each answer is called once, with what the state
+        machine returned when it applied its command, or with ProposalLost or TimeoutError.
+
+        Raises NotLeader (with a leader hint) or ProposalDropped at once, answering none.
+        """
+        if len(answers) != len(commands):
+            raise ValueError("give one answer per command")
+        raft = self.raft
+        last = raft.propose_batch(commands)
+        deadline, term, now = anyio.current_time() + timeout, raft.term, time.perf_counter()
+        for index, answer in enumerate(answers, last - len(commands) + 1):
+            self._proposals[index] = _Pending(deadline, answer, term, now)
+        if self.metrics is not None:
+            self.metrics.proposals.inc(len(commands))
+        self._wake()
+
     async def propose(self, data: bytes, timeout: float = 5.0) -> Any:
         """Replicate `data` and return what the state machine answered when it applied it.
 
         Raises NotLeader (with a leader hint), ProposalDropped, ProposalLost or TimeoutError.
         """
-        started = time.perf_counter()
-        index = self.raft.propose(data)
-        waiter = _Waiter(anyio.current_time() + timeout)
-        self._proposals[index] = (self.raft.term, waiter)
+        outcome = _Outcome()
+        self.submit((data,), (outcome,), timeout)
+        return await outcome.wait()
+
+    def read(self, answer: Answer, timeout: float) -> None:
+        """Ask for a linearizable read: `answer` gets the read index once reading the local
+        state machine is linearizable, or an error. Raises NotLeader when no leader is known."""
+        self._read_counter += 1
+        context = f"{self.raft.id}/{self._read_counter}".encode()
+        self.raft.read_index(context)
+        self._reads[context] = _Pending(anyio.current_time() + timeout, answer)
         self._wake()
-        try:
-            result = await waiter.wait()
-        finally:
-            self._proposals.pop(index, None)
-        if self.metrics is not None:
-            self.metrics.proposals.inc()
-            self.metrics.commit_latency.observe(time.perf_counter() - started)
-        return result
 
     async def read_barrier(self, timeout: float = 5.0) -> int:
         """Wait until reading the local state machine is linearizable; returns the read index."""
-        self._read_counter += 1
-        context = f"{self.raft.id}/{self._read_counter}".encode()
-        waiter = _Waiter(anyio.current_time() + timeout)
-        self._reads[context] = waiter
-        try:
-            self.raft.read_index(context)
-        except RaftError:
-            self._reads.pop(context, None)
-            raise
-        self._wake()
-        try:
-            index: int = await waiter.wait()
-            return index
-        finally:
-            self._reads.pop(context, None)
+        outcome = _Outcome()
+        self.read(outcome, timeout)
+        index: int = await outcome.wait()
+        return index
 
     async def transfer(self, target: str | None, timeout: float = 5.0) -> dict[str, Any]:
         """Hand leadership to `target` (default: the most up-to-date follower) and wait for it.

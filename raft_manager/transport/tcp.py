@@ -2,14 +2,14 @@
 
 Theory of operation: the transport listens on its own address; every peer that wants to talk to
 us dials in, and we dial every peer we talk to (so each direction has its own connection, and a
-connection only ever carries frames one way). Inbound, each connection is read frame by frame:
-a length prefix above the cap, or a connection that breaks mid-frame, closes that connection; a
-frame that fails to decode is dropped and counted by reason; either way the node keeps serving.
-Outbound, `send` never blocks: it puts the message in the peer's bounded queue (a full queue drops
-it, counted: a slow peer costs at most its queue), and one task per peer drains the queue,
-writing everything queued as one buffer, (re)connecting with exponential backoff and jitter when
-needed. Messages lost with a broken connection are Raft's to resend; the transport only promises
-not to reorder what it delivers on one connection.
+connection only ever carries frames one way). Inbound, each connection is read a burst of frames
+at a time: a length prefix above the cap, or a connection that breaks mid-frame, closes that
+connection; a frame that fails to decode is dropped and counted by reason; either way the node
+keeps serving. Outbound, `send` never blocks: it puts the message in the peer's bounded queue (a
+full queue drops it, counted: a slow peer costs at most its queue), and one task per peer drains
+the queue, writing everything queued as one buffer, (re)connecting with exponential backoff and
+jitter when needed. Messages lost with a broken connection are Raft's to resend; the transport
+only promises not to reorder what it delivers on one connection.
 """
 
 from __future__ import annotations
@@ -141,12 +141,10 @@ class TcpTransport:
         async with stream:
             reader = FrameReader(stream, self.max_frame_bytes)
             try:
-                while True:
-                    frame = await reader.next_frame()
-                    if frame is None:
-                        return
-                    self.stats.bytes_in += len(frame) + LENGTH_PREFIX.size
-                    self._accept(frame)
+                while (frames := await reader.next_frames()) is not None:
+                    for frame in frames:
+                        self.stats.bytes_in += len(frame) + LENGTH_PREFIX.size
+                        self._accept(frame)
             except FrameError as error:  # the stream cannot be resynchronized: hang up
                 self.stats.dropped[error.reason] += 1
                 log.warning("event=connection_closed reason=%s", error.reason)
