@@ -13,6 +13,7 @@ Usage: python benchmarks/cluster_bench.py [--seconds S] [--in-flight N] [--seque
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -30,6 +31,7 @@ import anyio
 from raft_manager.client import RaftClient
 
 IDS = ("n1", "n2", "n3")
+USE_UVLOOP = importlib.util.find_spec("uvloop") is not None  # as the nodes do
 
 
 def _free_ports(count: int) -> list[int]:
@@ -206,7 +208,12 @@ def main() -> None:
             processes, clients = start_cluster(run_dir, redis[1] if redis else None)
             try:
                 report[transport] = anyio.run(
-                    measure, clients, args.seconds, args.in_flight, args.sequential
+                    measure,
+                    clients,
+                    args.seconds,
+                    args.in_flight,
+                    args.sequential,
+                    backend_options={"use_uvloop": USE_UVLOOP},
                 )
             finally:
                 for process in processes:

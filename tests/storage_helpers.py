@@ -130,10 +130,15 @@ class Lockstep:
         )
 
     def save(
-        self, hard_state: HardState | None, entries: Sequence[Entry], snapshot: Snapshot | None
+        self,
+        hard_state: HardState | None,
+        entries: Sequence[Entry],
+        snapshot: Snapshot | None,
+        *,
+        sync: bool = True,
     ) -> None:
         self.memory.save(hard_state, entries, snapshot)
-        self.file.save(hard_state, entries, snapshot)
+        self.file.save(hard_state, entries, snapshot, sync=sync)
 
     def compact(self, snapshot: Snapshot) -> None:
         self.memory.compact(snapshot)

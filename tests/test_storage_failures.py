@@ -50,3 +50,29 @@ def test_a_failed_fsync_propagates(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr("raft_manager.storage.wal.os.fdatasync", failing_fdatasync)
     with pytest.raises(OSError, match="Input/output"):
         storage.save(HardState(1, "a", 0), _entries(1, 1), None)
+
+
+def test_a_commit_only_save_is_written_without_an_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hard state whose commit index alone moved is written with sync=False: no fdatasync,
+    yet the record is in the file (a reopen reads it); the next synced save covers it."""
+    storage = FileStorage(tmp_path)
+    storage.load()
+    storage.save(HardState(1, "a", 0), _entries(1, 3), None)
+    syncs: list[int] = []
+    real_fdatasync = os.fdatasync
+    monkeypatch.setattr(
+        "raft_manager.storage.wal.os.fdatasync", lambda fd: syncs.append(fd) or real_fdatasync(fd)
+    )
+    storage.save(HardState(1, "a", 3), (), None, sync=False)
+    assert syncs == []
+    reader = FileStorage(tmp_path)
+    assert reader.load().hard_state == HardState(1, "a", 3)
+    reader.close()
+    storage.save(HardState(1, "a", 3), _entries(4, 1), None)
+    assert len(syncs) == 1
+    storage.close()
+    restored = FileStorage(tmp_path).load()
+    assert restored.hard_state == HardState(1, "a", 3)
+    assert [entry.index for entry in restored.entries] == [1, 2, 3, 4]

@@ -147,6 +147,8 @@ def test_must_sync() -> None:
     assert not Ready(None, None, None, [], [entry], []).must_sync  # applying needs no fsync
     assert Ready(None, None, None, [entry], [], []).must_sync
     assert Ready(None, HardState(1, "n1", 0), None, [], [], []).must_sync
+    commit_only = Ready(None, HardState(1, "n1", 4), None, [], [], [], commit_only=True)
+    assert not commit_only.must_sync
     assert Ready(None, None, snapshot, [], [], []).must_sync
 
 
@@ -165,6 +167,8 @@ def test_single_voter_commits_its_noop_only_once_durable() -> None:
     assert raft.log.committed == 1
     ready = raft.ready()
     assert ready.hard_state == HardState(1, "n1", 1)
+    assert ready.commit_only  # only the commit index moved: written, but needs no fsync
+    assert not ready.must_sync
     assert ready.entries == []
     assert [e.index for e in ready.committed_entries] == [1]
     raft.advance(ready)

@@ -103,11 +103,12 @@ class _Connection:
                     del self.waiting[request_id]
                     slot.done.set()
 
-    async def call(self, request: Request, timeout: float) -> dict[str, Any] | None:
-        """The response, or None if the connection broke first; TimeoutError after `timeout`."""
+    async def call(self, request: Request, deadline: float) -> dict[str, Any] | None:
+        """The response, or None if the connection broke first; TimeoutError at `deadline`
+        (on the anyio clock)."""
         if self.broken:
             return None
-        slot = _Slot(anyio.current_time() + timeout)
+        slot = _Slot(deadline)
         self.waiting[request.id] = slot
         self.writer.put(encode_request(request))
         try:
@@ -115,7 +116,7 @@ class _Connection:
         finally:
             self.waiting.pop(request.id, None)
         if slot.response is None and not self.broken:
-            raise TimeoutError(f"no response within {timeout} s")
+            raise TimeoutError("no response before the deadline")
         return slot.response
 
 
@@ -179,7 +180,8 @@ class RaftClient:
 
     async def status(self, address: str) -> dict[str, Any]:
         """One node's own view (no redirect)."""
-        response = await self._send(address, Request(next(self._ids), "status"), self.timeout)
+        deadline = anyio.current_time() + self.timeout
+        response = await self._send(address, Request(next(self._ids), "status"), deadline)
         if response is None or not response["ok"]:
             raise ClientError("unavailable", f"{address} did not answer")
         result: dict[str, Any] = response["result"]
@@ -197,10 +199,10 @@ class RaftClient:
         self._group.start_soon(connection.run)
         return connection
 
-    async def _send(self, address: str, request: Request, timeout: float) -> dict[str, Any] | None:
+    async def _send(self, address: str, request: Request, deadline: float) -> dict[str, Any] | None:
         try:
             connection = await self._connect(address)
-            return await connection.call(request, timeout)
+            return await connection.call(request, deadline)
         except (*_GONE, TimeoutError):
             self._connections.pop(address, None)
             return None
@@ -211,9 +213,9 @@ class RaftClient:
         target = self._leader_address or next(targets)
         backoff = BACKOFF_START
         last_problem = "no node answered"
-        while (remaining := deadline - anyio.current_time()) > 0:
+        while (remaining := deadline - (now := anyio.current_time())) > 0:
             request = Request(next(self._ids), op, **fields)
-            response = await self._send(target, request, min(remaining, self.attempt_timeout))
+            response = await self._send(target, request, min(deadline, now + self.attempt_timeout))
             if response is not None and response["ok"]:
                 self._leader_address = target
                 return response["result"]

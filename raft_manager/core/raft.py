@@ -12,12 +12,13 @@ Theory of operation: a `Raft` object is one node's protocol brain. The runtime f
 
 and collects its outputs with `ready()`: a `Ready` batch of hard state and entries to persist, a
 snapshot to install, messages to send, committed entries to apply, and reads that became safe (or
-failed). The runtime must persist the hard state, entries and snapshot of a Ready (one fsync)
-before it sends the Ready's messages, except that messages from a leader to its followers
-(AppendEntries, Heartbeat, InstallSnapshot) may go out while the write is in flight; the leader
-counts itself towards a commit only for entries it was told are durable. Then it applies the
-committed entries in order and calls `advance(ready)`. `ready()` may not be called again before
-that `advance`; `step` and `tick` may.
+failed). The runtime must persist the hard state, entries and snapshot of a Ready (one fsync;
+a hard state whose only change is the commit index may be written without one: a lost commit
+index is learned again from the leader) before it sends the Ready's messages, except that
+messages from a leader to its followers (AppendEntries, Heartbeat, InstallSnapshot) may go out
+while the write is in flight; the leader counts itself towards a commit only for entries it was
+told are durable. Then it applies the committed entries in order and calls `advance(ready)`.
+`ready()` may not be called again before that `advance`; `step` and `tick` may.
 
 Protocol choices (Raft paper and dissertation sections in brackets):
 - randomized election timeout in [election_tick, 2 * election_tick) ticks [3.4];
@@ -98,11 +99,13 @@ class Ready:
     messages: list[Message]
     read_states: list[ReadState] = field(default_factory=list)
     failed_reads: list[bytes] = field(default_factory=list)
+    commit_only: bool = False  # hard_state differs from the last one only in its commit index
 
     @property
     def must_sync(self) -> bool:
         """Does this Ready carry anything that must be fsynced before its messages go out?"""
-        return bool(self.entries) or self.hard_state is not None or self.snapshot is not None
+        changed_vote = self.hard_state is not None and not self.commit_only
+        return bool(self.entries) or changed_vote or self.snapshot is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,16 +308,17 @@ class Raft:
         if self._ready_in_flight:
             raise ReadyMisuse("ready() called again before advance()")
         self._flush_sends()
-        hard, soft = self._hard_state(), self._soft_state()
+        hard, soft, last_hard = self._hard_state(), self._soft_state(), self._handed_out_hard
         ready = Ready(
             soft_state=soft if soft != self._handed_out_soft else None,
-            hard_state=hard if hard != self._handed_out_hard else None,
+            hard_state=hard if hard != last_hard else None,
             snapshot=self.log.pending_snapshot,
             entries=self.log.unstable_entries(),
             committed_entries=self.log.entries_to_apply(),
             messages=self._msgs,
             read_states=self._read_states,
             failed_reads=self._failed_reads,
+            commit_only=hard[:2] == last_hard[:2],
         )
         self._handed_out_hard, self._handed_out_soft = hard, soft
         self._msgs, self._read_states, self._failed_reads = [], [], []

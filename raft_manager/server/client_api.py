@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import anyio
@@ -32,7 +33,7 @@ from raft_manager.transport.client_protocol import (
 from raft_manager.transport.codec import FrameError
 from raft_manager.transport.framing import FrameReader, FrameWriter
 
-from .runtime import Answer, NodeRuntime, ProposalLost
+from .runtime import NodeRuntime, ProposalLost
 
 log = logging.getLogger("raft_manager.server")
 
@@ -95,18 +96,17 @@ class ClientServer:
             tasks.cancel_scope.cancel()
 
     def _propose(self, requests: list[Request], writer: FrameWriter) -> None:
-        answers = [self._responder(request.id, writer) for request in requests]
+        answers = [partial(self._reply, writer, request.id) for request in requests]
         try:
             self.runtime.submit([r.data for r in requests], answers, self.timeout)
         except RaftError as error:
             for answer in answers:
                 answer(None, error)
 
-    def _responder(self, request_id: int, writer: FrameWriter) -> Answer:
-        def answer(result: Any, error: Exception | None) -> None:
-            writer.put(self._response(request_id, result, error))
-
-        return answer
+    def _reply(
+        self, writer: FrameWriter, request_id: int, result: Any, error: Exception | None
+    ) -> None:
+        writer.put(self._response(request_id, result, error))
 
     async def _answer(self, request: Request, writer: FrameWriter) -> None:
         runtime = self.runtime
@@ -119,9 +119,9 @@ class ClientServer:
             else:
                 result = {**runtime.status(), "pid": os.getpid()}
         except (RaftError, TimeoutError) as error:
-            writer.put(self._response(request.id, None, error))
+            self._reply(writer, request.id, None, error)
         else:
-            writer.put(ok_response(request.id, result))
+            self._reply(writer, request.id, result, None)
 
     def _response(self, request_id: int, result: Any, error: Exception | None) -> bytes:
         if error is None:

@@ -31,7 +31,7 @@ class NodeMetrics:
         )
         self.commit_latency = Histogram(
             "raft_commit_latency_seconds",
-            "From proposal to applied, on the leader",
+            "From proposal to applied, on the leader (one sample per applied batch)",
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )

@@ -6,11 +6,18 @@ Theory of operation: one anyio task group runs three things.
 - The transport delivers each inbound message to `raft.step()` and wakes the Ready loop.
 - The Ready loop takes one Ready at a time and carries out the core's contract: messages a leader
   may send before persisting go out at once; the hard state, entries and snapshot are written
-  with one fsync (in a worker thread, so the event loop keeps stepping and ticking meanwhile);
-  then the other messages go out; the snapshot is restored, the committed entries applied in
-  order and their proposers answered; reads whose index is applied are answered; `advance`.
-  Everything proposed while a write is in flight lands in the next Ready: proposals batch
-  themselves (group commit).
+  with one fsync, on the event loop itself; then the other messages go out; the snapshot is
+  restored, the committed entries applied in order and their proposers answered; reads whose
+  index is applied are answered; `advance`. A Ready that needs no fsync (new commit index only)
+  is applied before its messages go out, so the client hears first. Everything that arrives
+  while a write is in flight waits in the socket buffers and lands in the next Ready: proposals
+  batch themselves (group commit).
+
+Why the fsync blocks the loop: a write in a worker thread costs two thread hops per Ready, and
+on this 2-core machine, with three nodes and a client busy, those hops measured 0.3-0.6 ms each
+on the critical path of every commit (the thread waits for a core); done inline, throughput rose
+from 20,900 to 26,200 proposals/s and the sequential p50 fell from 2.2 to 1.7 ms. The price,
+as in etcd: a disk that stalls longer than an election timeout stalls the node's heartbeats too.
 
 A proposal is answered when its entry is applied at its index with its term; if another entry
 is applied there (leadership changed), it fails with ProposalLost and may be retried. Once the
@@ -31,6 +38,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from raft_manager.core import (
+    Entry,
     EntryType,
     Message,
     ProposalDropped,
@@ -177,21 +185,33 @@ class NodeRuntime:
 
     async def _handle(self, ready: Ready) -> None:
         send = self.transport.send
+        if not ready.must_sync:
+            # Nothing to wait for: answer the proposers first, then tell the peers (a waiting
+            # client is served before the followers start on the new commit index).
+            if ready.hard_state is not None:  # the commit index alone: a small write, no fsync
+                self.storage.save(ready.hard_state, (), None, sync=False)
+            self._take_effect(ready)
+            for msg in ready.messages:
+                send(msg)
+            return
         later = []
         for msg in ready.messages:
             if sendable_before_persist(msg):
                 send(msg)
             else:
                 later.append(msg)
-        if ready.must_sync:
-            started = time.perf_counter()
-            await anyio.to_thread.run_sync(
-                self.storage.save, ready.hard_state, ready.entries, ready.snapshot
-            )
-            if self.metrics is not None:
-                self.metrics.fsync_latency.observe(time.perf_counter() - started)
+        started = time.perf_counter()
+        await anyio.lowlevel.checkpoint()  # let the peer senders write first
+        self.storage.save(ready.hard_state, ready.entries, ready.snapshot)
+        if self.metrics is not None:
+            self.metrics.fsync_latency.observe(time.perf_counter() - started)
         for msg in later:
             send(msg)
+        self._take_effect(ready)
+
+    def _take_effect(self, ready: Ready) -> None:
+        """Everything in a Ready after its write: log a role change, restore the snapshot,
+        apply the committed entries, answer proposers and readers."""
         if ready.soft_state is not None:
             log.info(
                 "event=role_change node=%s role=%s leader=%s term=%d",
@@ -203,17 +223,7 @@ class NodeRuntime:
         if ready.snapshot is not None:
             self.state_machine.restore(ready.snapshot.data)
             self._snapshot_index = ready.snapshot.meta.index
-        for entry in ready.committed_entries:
-            result = self.state_machine.apply(entry) if entry.type is EntryType.NORMAL else None
-            proposer = self._proposals.pop(entry.index, None)
-            if proposer is None:
-                continue
-            if proposer.term == entry.term:
-                proposer.resolve(result)
-                if self.metrics is not None:
-                    self.metrics.commit_latency.observe(time.perf_counter() - proposer.proposed_at)
-            else:
-                proposer.resolve(error=ProposalLost(f"entry {entry.index} was overwritten"))
+        self._apply(ready.committed_entries)
         for context in ready.failed_reads:
             reader = self._reads.pop(context, None)
             if reader is not None:
@@ -226,6 +236,24 @@ class NodeRuntime:
         if ready.committed_entries:
             applied = max(applied, ready.committed_entries[-1].index)
         self._answer_reads(applied)
+
+    def _apply(self, entries: list[Entry]) -> None:
+        """Apply committed entries in order and answer their proposers. The commit latency
+        histogram takes one sample per batch, its oldest proposal: a batch commits as a whole,
+        and a sample per entry cost 4% of a busy leader's time."""
+        oldest: _Pending | None = None
+        for entry in entries:
+            result = self.state_machine.apply(entry) if entry.type is EntryType.NORMAL else None
+            proposer = self._proposals.pop(entry.index, None)
+            if proposer is None:
+                continue
+            if proposer.term == entry.term:
+                proposer.resolve(result)
+                oldest = oldest or proposer
+            else:
+                proposer.resolve(error=ProposalLost(f"entry {entry.index} was overwritten"))
+        if oldest is not None and self.metrics is not None:
+            self.metrics.commit_latency.observe(time.perf_counter() - oldest.proposed_at)
 
     def _answer_reads(self, applied: int) -> None:
         still_waiting = []

@@ -40,6 +40,8 @@ class Storage(Protocol):
         hard_state: HardState | None,
         entries: Sequence[Entry],
         snapshot: Snapshot | None,
+        *,
+        sync: bool = True,
     ) -> None: ...
 
     def compact(self, snapshot: Snapshot) -> None: ...

@@ -228,8 +228,12 @@ class FileStorage:
         hard_state: HardState | None,
         entries: Sequence[Entry],
         snapshot: Snapshot | None,
+        *,
+        sync: bool = True,
     ) -> None:
-        """Persist one Ready: the snapshot file first, then one READY record, one fsync.
+        """Persist one Ready: the snapshot file first, then one READY record, one fsync (none
+        with `sync=False`, allowed only for a hard state whose commit index alone changed: a
+        later fsync makes it durable, and a crash before that loses only a commit index).
 
         Entries that would not attach to the log (leaving a gap, or reaching below the snapshot)
         raise ValueError and nothing is written.
@@ -245,7 +249,7 @@ class FileStorage:
             self._hard_state = hard_state
         record = frame_parts(RecordType.READY, encode_ready(hard_state, marker, entries))
         max_index = entries[-1].index if entries else 0
-        self._writer.append(record, max_index, self._hard_state)
+        self._writer.append(record, max_index, self._hard_state, sync=sync)
         self._offset, self._last_index = offset, last
 
     def compact(self, snapshot: Snapshot) -> None:

@@ -33,8 +33,11 @@ class MemoryStorage:
         hard_state: HardState | None,
         entries: Sequence[Entry],
         snapshot: Snapshot | None,
+        *,
+        sync: bool = True,
     ) -> None:
-        """Persist one Ready's worth of state (the caller's single fsync), all or nothing."""
+        """Persist one Ready's worth of state (the caller's single fsync), all or nothing.
+        `sync` means nothing here: memory is as durable as it gets."""
         bounds_after(snapshot, entries, self.offset, self.last_index)  # refuses a gap
         if snapshot is not None:
             self.install_snapshot(snapshot)

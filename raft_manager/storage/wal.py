@@ -191,9 +191,11 @@ class SegmentWriter:
     def current(self) -> SegmentInfo:
         return self.segments[-1]
 
-    def append(self, record: list[bytes], max_index: int, hard_state: HardState) -> None:
-        """Append one framed record (as buffers) with one write and one fsync; start a new
-        segment if this one is full.
+    def append(
+        self, record: list[bytes], max_index: int, hard_state: HardState, *, sync: bool = True
+    ) -> None:
+        """Append one framed record (as buffers) with one write and one fsync (unless `sync` is
+        False); start a new segment if this one is full.
 
         A failed write (a full disk, say) is cut back off before the error propagates, so the
         next append does not land after half a record. A failed fsync propagates as it is: what
@@ -204,7 +206,7 @@ class SegmentWriter:
         except OSError:
             os.ftruncate(self._fd, self._size)
             raise
-        if self._fsync:
+        if self._fsync and sync:
             os.fdatasync(self._fd)
         self.current.max_index = max(self.current.max_index, max_index)
         if self._size >= self.segment_bytes:
