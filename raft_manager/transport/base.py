@@ -13,7 +13,7 @@ import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -45,6 +45,34 @@ def parse_address(address: str) -> tuple[str, int]:
     if not 0 < number < 65536:
         raise ValueError(f"bad port in {address!r}")
     return host, number
+
+
+Item = TypeVar("Item")
+
+
+class Outbox(Generic[Item]):
+    """A queue that one task drains in bursts: `put` never blocks (it returns False, keeping
+    nothing, when `capacity` items wait already); `take_all` waits for at least one item and
+    returns every item queued. Cheaper than a memory object stream: no checkpoint per item."""
+
+    def __init__(self, capacity: int | None = None) -> None:
+        self._items: list[Item] = []
+        self._capacity = capacity
+        self._nonempty = anyio.Event()
+
+    def put(self, item: Item) -> bool:
+        if self._capacity is not None and len(self._items) >= self._capacity:
+            return False
+        self._items.append(item)
+        self._nonempty.set()
+        return True
+
+    async def take_all(self) -> list[Item]:
+        while not self._items:
+            await self._nonempty.wait()
+            self._nonempty = anyio.Event()
+        items, self._items = self._items, []
+        return items
 
 
 class Backoff:

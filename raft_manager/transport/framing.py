@@ -13,6 +13,7 @@ from __future__ import annotations
 import anyio
 from anyio.abc import ByteStream
 
+from .base import Outbox
 from .codec import LENGTH_PREFIX, FrameError
 
 
@@ -59,19 +60,12 @@ class FrameWriter:
 
     def __init__(self, stream: ByteStream) -> None:
         self._stream = stream
-        self._queued: list[bytes] = []
-        self._wakeup = anyio.Event()
+        self._outbox = Outbox[bytes]()
 
     def put(self, frame: bytes) -> None:
-        self._queued.append(LENGTH_PREFIX.pack(len(frame)))
-        self._queued.append(frame)
-        self._wakeup.set()
+        self._outbox.put(LENGTH_PREFIX.pack(len(frame)) + frame)
 
     async def run(self) -> None:
         """Write until the stream fails (the error propagates) or the task is cancelled."""
         while True:
-            await self._wakeup.wait()
-            self._wakeup = anyio.Event()
-            burst = b"".join(self._queued)
-            self._queued.clear()
-            await self._stream.send(burst)
+            await self._stream.send(b"".join(await self._outbox.take_all()))

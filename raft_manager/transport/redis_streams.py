@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 
 from raft_manager.core import Message, NodeId
 
-from .base import DEFAULT_QUEUE_MESSAGES, Backoff, TransportStats
+from .base import DEFAULT_QUEUE_MESSAGES, Backoff, Outbox, TransportStats
 from .codec import FrameError, decode, encode
 
 log = logging.getLogger("raft_manager.transport")
@@ -55,9 +55,7 @@ class RedisStreamsTransport:
         self.max_stream_length = max_stream_length
         self.stats = TransportStats()
         self._peers = [peer for peer in peers if peer != node_id]
-        self._queues = {
-            peer: anyio.create_memory_object_stream[bytes](queue_messages) for peer in self._peers
-        }
+        self._outboxes = {peer: Outbox[bytes](queue_messages) for peer in self._peers}
         self._deliver: Callable[[Message], None] | None = None
 
     async def serve(
@@ -74,13 +72,10 @@ class RedisStreamsTransport:
         await self._run_receiver()
 
     def send(self, msg: Message) -> None:
-        queue = self._queues.get(msg.to)
-        if queue is None:
+        outbox = self._outboxes.get(msg.to)
+        if outbox is None:
             self.stats.dropped["unknown-peer"] += 1
-            return
-        try:
-            queue[0].send_nowait(encode(msg, self.cluster_id))
-        except anyio.WouldBlock:
+        elif not outbox.put(encode(msg, self.cluster_id)):
             self.stats.dropped["queue-full"] += 1
 
     def _client(self) -> aioredis.Redis:
@@ -88,18 +83,13 @@ class RedisStreamsTransport:
 
     async def _run_sender(self, peer: NodeId) -> None:
         key = inbox_key(self.cluster_id, peer)
-        receive = self._queues[peer][1]
+        outbox = self._outboxes[peer]
         backoff = Backoff(f"{self.node_id}->{peer}")
         while True:
             client = self._client()
             try:
                 while True:
-                    batch = [await receive.receive()]
-                    while True:
-                        try:
-                            batch.append(receive.receive_nowait())
-                        except anyio.WouldBlock:
-                            break
+                    batch = await outbox.take_all()
                     try:
                         async with client.pipeline(transaction=False) as pipe:
                             for frame in batch:

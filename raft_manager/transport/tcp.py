@@ -22,7 +22,7 @@ from anyio.abc import SocketStream, TaskGroup
 
 from raft_manager.core import Message, NodeId
 
-from .base import DEFAULT_QUEUE_MESSAGES, Backoff, TransportStats, parse_address
+from .base import DEFAULT_QUEUE_MESSAGES, Backoff, Outbox, TransportStats, parse_address
 from .codec import (
     DEFAULT_MAX_FRAME_BYTES,
     LENGTH_PREFIX,
@@ -40,7 +40,7 @@ class _Peer:
 
     def __init__(self, address: str, capacity: int) -> None:
         self.address = address
-        self.send_stream, self.receive_stream = anyio.create_memory_object_stream[bytes](capacity)
+        self.outbox = Outbox[bytes](capacity)
 
 
 class TcpTransport:
@@ -97,14 +97,11 @@ class TcpTransport:
         if peer is None:
             self.stats.dropped["unknown-peer"] += 1
             return
-        try:
-            peer.send_stream.send_nowait(encode_with_length(msg, self.cluster_id))
-        except anyio.WouldBlock:
+        if not peer.outbox.put(encode_with_length(msg, self.cluster_id)):
             self.stats.dropped["queue-full"] += 1
 
     async def _run_peer(self, peer: NodeId, state: _Peer) -> None:
         backoff = Backoff(f"{self.node_id}->{peer}")
-        pending: list[bytes] = []
         while True:
             try:
                 host, port = parse_address(state.address)
@@ -114,28 +111,18 @@ class TcpTransport:
                 continue
             backoff.reset()
             log.info("event=peer_connected peer=%s address=%s", peer, state.address)
+            in_hand: list[bytes] = []
             try:
                 async with stream:
-                    await self._pump(stream, state, pending)
+                    while True:  # everything queued goes out as one write
+                        in_hand = await state.outbox.take_all()
+                        buffer = b"".join(in_hand)
+                        await stream.send(buffer)
+                        self.stats.sent += len(in_hand)
+                        self.stats.bytes_out += len(buffer)
             except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self.stats.dropped["connection-lost"] += len(pending)
-                pending.clear()
+                self.stats.dropped["connection-lost"] += len(in_hand)
                 log.info("event=peer_disconnected peer=%s", peer)
-
-    async def _pump(self, stream: SocketStream, state: _Peer, pending: list[bytes]) -> None:
-        receive = state.receive_stream
-        while True:
-            pending.append(await receive.receive())
-            while True:  # batch everything already queued into one write
-                try:
-                    pending.append(receive.receive_nowait())
-                except anyio.WouldBlock:
-                    break
-            buffer = b"".join(pending)
-            await stream.send(buffer)
-            self.stats.sent += len(pending)
-            self.stats.bytes_out += len(buffer)
-            pending.clear()
 
     async def _read_connection(self, stream: SocketStream) -> None:
         async with stream:
