@@ -1,0 +1,80 @@
+"""Client sessions: every command is applied once, however often the client retries it.
+
+Theory of operation (Raft dissertation, chapter 6): a client numbers its commands within a
+session and tells, with each, the lowest number it still awaits an answer for (`ack`). The ledger
+keeps the result of every command at or above that number; a command it has a result for is
+answered from the record and not applied again; one below `ack` was answered already and is
+refused as `stale_request`. At most `max_results` results are kept per session (the oldest go
+first). A session expires `timeout` after its last command, by entry timestamps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import LedgerError
+from .timers import Timers
+
+SESSION = "session"
+
+
+@dataclass(slots=True)
+class Session:
+    last_active: int
+    ack: int = 0
+    results: dict[int, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class SessionTable:
+    timers: Timers
+    timeout_ms: int
+    max_results: int
+    sessions: dict[str, Session] = field(default_factory=dict)
+
+    def recall(self, session_id: str, seq: int, ack: int, now: int) -> Any:
+        """The recorded result for a retried command, or None if it is new; refreshes the
+        session, forgets results below `ack`; raises `stale_request` below the client's ack."""
+        session = self.sessions.get(session_id)
+        if session is None:
+            session = self.sessions[session_id] = Session(now)
+        session.last_active = now
+        self.timers.schedule(now + self.timeout_ms, SESSION, session_id)
+        if ack > session.ack:
+            session.ack = ack
+            for old in [n for n in session.results if n < ack]:
+                del session.results[old]
+        if seq in session.results:
+            return session.results[seq]
+        if seq < session.ack:
+            raise LedgerError("stale_request", f"request {seq} was answered and acknowledged")
+        return None
+
+    def record(self, session_id: str, seq: int, result: Any) -> None:
+        results = self.sessions[session_id].results
+        results[seq] = result
+        if len(results) > self.max_results:
+            del results[min(results)]
+
+    def expire(self, session_id: str, now: int) -> None:
+        session = self.sessions.get(session_id)
+        if session is not None and session.last_active + self.timeout_ms <= now:
+            del self.sessions[session_id]
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            sid: {
+                "last_active": s.last_active,
+                "ack": s.ack,
+                "results": [[seq, s.results[seq]] for seq in sorted(s.results)],
+            }
+            for sid, s in sorted(self.sessions.items())
+        }
+
+    def load(self, image: dict[str, Any]) -> None:
+        self.sessions = {}
+        for sid, fields in image.items():
+            results = {seq: result for seq, result in fields["results"]}
+            self.sessions[sid] = Session(fields["last_active"], fields["ack"], results)
+            self.timers.schedule(fields["last_active"] + self.timeout_ms, SESSION, sid)

@@ -1,0 +1,290 @@
+"""Tasks: submit, claim under a lease with a fencing token, renew, complete, fail, cancel.
+
+Theory of operation: a task is `waiting` (for dependencies), `pending` (claimable), `claimed`
+(held by one agent until its lease ends), or final: `done`, `failed`, `cancelled`. A claim takes
+the runnable task with the highest priority, then the oldest submission, from the queues asked
+for (one heap per queue, entries skipped lazily when their task is no longer pending), and
+hands out a fencing token: the claim's log index, which only grows. Renew, complete and fail must
+present the current token and holder, so an agent whose lease ran out (the task went back to
+pending, or to another agent with a larger token) is refused with `stale_token` and cannot
+overwrite its successor's work. A failed attempt (fail, an expired lease, a dead holder) counts
+against `max_attempts`; the last one fails the task for good. Dependencies must exist when a task
+is submitted, so the graph stays acyclic by construction (a task naming itself is the only cycle
+anyone can ask for, and it is refused); when a dependency fails or is cancelled, every task
+waiting on it fails with that cause, transitively.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .commands import TaskCancel, TaskClaim, TaskComplete, TaskFail, TaskRenew, TaskSubmit
+from .errors import LedgerError
+from .timers import Timers
+
+Emit = Callable[[str, dict[str, Any]], None]
+FINAL = ("done", "failed", "cancelled")
+LEASE = "lease"
+
+
+@dataclass(slots=True)
+class Task:
+    id: str
+    queue: str
+    payload: Any
+    priority: int
+    depends_on: list[str]
+    max_attempts: int
+    submitted_at: int
+    submit_index: int
+    state: str = "pending"
+    attempts: int = 0  # failed attempts so far
+    agent: str | None = None
+    token: int = 0
+    lease_ms: int = 0
+    lease_until: int = 0
+    updated_at: int = 0
+    result: Any = None
+    error: str | None = None
+
+    def view(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class TaskBook:
+    timers: Timers
+    tasks: dict[str, Task] = field(default_factory=dict)
+    _queues: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
+    _dependents: dict[str, list[str]] = field(default_factory=dict)
+    _held: dict[str, set[str]] = field(default_factory=dict)  # agent -> claimed task ids
+
+    # -- commands ------------------------------------------------------------------------------
+
+    def submit(self, cmd: TaskSubmit, index: int, now: int, emit: Emit) -> dict[str, Any]:
+        task_id = cmd.id or f"task-{index}"
+        existing = self.tasks.get(task_id)
+        if existing is not None:
+            same = (existing.queue, existing.payload, existing.priority, existing.depends_on) == (
+                cmd.queue,
+                cmd.payload,
+                cmd.priority,
+                cmd.depends_on,
+            )
+            if not same:
+                raise LedgerError("conflict", f"task {task_id} exists with different content")
+            return {"ok": True, "task_id": task_id, "state": existing.state, "existing": True}
+        for dep in cmd.depends_on:
+            if dep == task_id:
+                raise LedgerError("cycle", f"task {task_id} cannot depend on itself")
+            other = self.tasks.get(dep)
+            if other is None:
+                raise LedgerError("unknown_dependency", f"no task {dep}")
+            if other.state in ("failed", "cancelled"):
+                raise LedgerError("failed_dependency", f"dependency {dep} is {other.state}")
+        task = Task(
+            task_id,
+            cmd.queue,
+            cmd.payload,
+            cmd.priority,
+            list(cmd.depends_on),
+            cmd.max_attempts,
+            submitted_at=now,
+            submit_index=index,
+            updated_at=now,
+        )
+        self.tasks[task_id] = task
+        for dep in task.depends_on:
+            self._dependents.setdefault(dep, []).append(task_id)
+        if self._unmet(task):
+            task.state = "waiting"
+        else:
+            self._make_pending(task)
+        emit("task.submitted", {"task_id": task_id, "queue": task.queue, "state": task.state})
+        return {"ok": True, "task_id": task_id, "state": task.state, "existing": False}
+
+    def claim(self, cmd: TaskClaim, index: int, now: int, emit: Emit) -> dict[str, Any]:
+        best: tuple[int, int, str] | None = None
+        for queue in cmd.queues:
+            heap = self._queues.get(queue)
+            while heap and self.tasks[heap[0][2]].state != "pending":
+                heapq.heappop(heap)  # claimed, cancelled or failed since it was queued
+            if heap and (best is None or heap[0] < best):
+                best = heap[0]
+        if best is None:
+            return {"ok": True, "task_id": None}
+        task = self.tasks[best[2]]
+        heapq.heappop(self._queues[task.queue])
+        lease_ms = round(cmd.lease_seconds * 1000)
+        task.state, task.agent, task.token = "claimed", cmd.agent, index
+        task.lease_ms, task.lease_until, task.updated_at = lease_ms, now + lease_ms, now
+        self._held.setdefault(cmd.agent, set()).add(task.id)
+        self.timers.schedule(task.lease_until, LEASE, task.id)
+        emit("task.claimed", {"task_id": task.id, "agent": cmd.agent, "token": index})
+        return {
+            "ok": True,
+            "task_id": task.id,
+            "payload": task.payload,
+            "queue": task.queue,
+            "fencing_token": index,
+            "lease_until": task.lease_until,
+            "attempt": task.attempts + 1,
+        }
+
+    def renew(self, cmd: TaskRenew, now: int, emit: Emit) -> dict[str, Any]:
+        task = self._held_task(cmd.task_id, cmd.agent, cmd.token)
+        if cmd.lease_seconds is not None:
+            task.lease_ms = round(cmd.lease_seconds * 1000)
+        task.lease_until, task.updated_at = now + task.lease_ms, now
+        self.timers.schedule(task.lease_until, LEASE, task.id)
+        emit("task.renewed", {"task_id": task.id, "lease_until": task.lease_until})
+        return {"ok": True, "task_id": task.id, "lease_until": task.lease_until}
+
+    def complete(self, cmd: TaskComplete, now: int, emit: Emit) -> dict[str, Any]:
+        task = self._held_task(cmd.task_id, cmd.agent, cmd.token)
+        self._release(task)
+        task.state, task.result, task.updated_at = "done", cmd.result, now
+        emit("task.completed", {"task_id": task.id, "agent": cmd.agent})
+        for dependent_id in self._dependents.get(task.id, ()):
+            dependent = self.tasks[dependent_id]
+            if dependent.state == "waiting" and not self._unmet(dependent):
+                self._make_pending(dependent)
+                dependent.updated_at = now
+        return {"ok": True, "task_id": task.id, "state": "done"}
+
+    def fail(self, cmd: TaskFail, now: int, emit: Emit) -> dict[str, Any]:
+        task = self._held_task(cmd.task_id, cmd.agent, cmd.token)
+        self._end_attempt(task, cmd.reason or "failed by its agent", now, emit)
+        return {"ok": True, "task_id": task.id, "state": task.state, "attempts": task.attempts}
+
+    def cancel(self, cmd: TaskCancel, now: int, emit: Emit) -> dict[str, Any]:
+        task = self._get(cmd.task_id)
+        if task.state in FINAL:
+            raise LedgerError("conflict", f"task {task.id} is already {task.state}")
+        self._release(task)
+        task.state, task.error, task.updated_at = "cancelled", cmd.reason or None, now
+        emit("task.cancelled", {"task_id": task.id, "reason": cmd.reason})
+        self._fail_dependents(task, now, emit)
+        return {"ok": True, "task_id": task.id, "state": "cancelled"}
+
+    # -- time and agents -----------------------------------------------------------------------
+
+    def expire_lease(self, task_id: str, now: int, emit: Emit) -> None:
+        task = self.tasks.get(task_id)
+        if task is not None and task.state == "claimed" and task.lease_until <= now:
+            emit("task.lease_expired", {"task_id": task.id, "agent": task.agent})
+            self._end_attempt(task, f"the lease of {task.agent} ran out", now, emit)
+
+    def release_agent(self, agent: str, why: str, now: int, emit: Emit) -> None:
+        """The agent is gone: each task it holds ends its attempt (back to pending, or failed)."""
+        for task_id in sorted(self._held.get(agent, ())):
+            self._end_attempt(self.tasks[task_id], why, now, emit)
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> dict[str, Any]:
+        return self._get(task_id).view()
+
+    def find(
+        self, state: str | None, queue: str | None, agent: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        found = []
+        for task in self.tasks.values():
+            if state is not None and task.state != state:
+                continue
+            if (queue is not None and task.queue != queue) or (
+                agent is not None and task.agent != agent
+            ):
+                continue
+            found.append(task.view())
+            if len(found) >= limit:
+                break
+        return found
+
+    # -- snapshot ------------------------------------------------------------------------------
+
+    def dump(self) -> list[dict[str, Any]]:
+        return [task.view() for task in self.tasks.values()]  # in submission order
+
+    def load(self, image: list[dict[str, Any]]) -> None:
+        self.tasks.clear()
+        self._queues.clear()
+        self._dependents.clear()
+        self._held.clear()
+        for fields in image:
+            task = Task(**fields)
+            self.tasks[task.id] = task
+            for dep in task.depends_on:
+                self._dependents.setdefault(dep, []).append(task.id)
+            if task.state == "pending":
+                self._queue(task)
+            elif task.state == "claimed":
+                assert task.agent is not None
+                self._held.setdefault(task.agent, set()).add(task.id)
+                self.timers.schedule(task.lease_until, LEASE, task.id)
+
+    # -- inside --------------------------------------------------------------------------------
+
+    def _get(self, task_id: str) -> Task:
+        task = self.tasks.get(task_id)
+        if task is None:
+            raise LedgerError("not_found", f"no task {task_id}")
+        return task
+
+    def _held_task(self, task_id: str, agent: str, token: int) -> Task:
+        task = self._get(task_id)
+        if task.state != "claimed":
+            raise LedgerError(
+                "stale_token", f"task {task_id} is {task.state}, not held: the lease is over"
+            )
+        if task.token != token or task.agent != agent:
+            raise LedgerError(
+                "stale_token",
+                f"task {task_id} is held by {task.agent} under token {task.token}, "
+                f"not by {agent} under {token}",
+            )
+        return task
+
+    def _unmet(self, task: Task) -> bool:
+        return any(self.tasks[dep].state != "done" for dep in task.depends_on)
+
+    def _queue(self, task: Task) -> None:
+        entry = (-task.priority, task.submit_index, task.id)
+        heapq.heappush(self._queues.setdefault(task.queue, []), entry)
+
+    def _make_pending(self, task: Task) -> None:
+        task.state = "pending"
+        self._queue(task)
+
+    def _release(self, task: Task) -> None:
+        if task.agent is not None and task.state == "claimed":
+            self._held.get(task.agent, set()).discard(task.id)
+
+    def _end_attempt(self, task: Task, why: str, now: int, emit: Emit) -> None:
+        self._release(task)
+        task.attempts += 1
+        task.error, task.updated_at = why, now
+        task.agent, task.lease_until = None, 0
+        if task.attempts >= task.max_attempts:
+            task.state = "failed"
+            emit("task.failed", {"task_id": task.id, "reason": why})
+            self._fail_dependents(task, now, emit)
+        else:
+            self._make_pending(task)
+            emit("task.retry", {"task_id": task.id, "attempts": task.attempts, "reason": why})
+
+    def _fail_dependents(self, root: Task, now: int, emit: Emit) -> None:
+        stack = [root]
+        while stack:
+            cause = stack.pop()
+            for dependent_id in self._dependents.get(cause.id, ()):
+                dependent = self.tasks[dependent_id]
+                if dependent.state != "waiting":
+                    continue
+                dependent.state, dependent.updated_at = "failed", now
+                dependent.error = f"dependency {cause.id} {cause.state}"
+                emit("task.failed", {"task_id": dependent.id, "reason": dependent.error})
+                stack.append(dependent)
