@@ -153,19 +153,19 @@ async def echo_baseline(count: int = 300) -> float:
 async def measure(
     clients: list[str], seconds: float, in_flight: int, sequential: int
 ) -> dict[str, float]:
-    command = json.dumps({"op": "put", "key": "k", "value": "x" * 160}).encode()
+    command = {"op": "memory.put", "key": "k", "value": "x" * 160}  # ~200 bytes in the log
     async with RaftClient(clients, timeout=10.0) as client:
         with anyio.fail_after(15):
             while True:
                 try:
-                    await client.propose(command)
+                    await client.command(command)
                     break
                 except TimeoutError:
                     continue
         latencies = []
         for _ in range(sequential):
             started = time.perf_counter()
-            await client.propose(command)
+            await client.command(command)
             latencies.append(time.perf_counter() - started)
         done = 0
         deadline = time.perf_counter() + seconds
@@ -173,7 +173,7 @@ async def measure(
         async def worker() -> None:
             nonlocal done
             while time.perf_counter() < deadline:
-                await client.propose(command)
+                await client.command(command)
                 done += 1
 
         started = time.perf_counter()

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -16,69 +13,11 @@ from pathlib import Path
 
 import anyio
 import pytest
-from conftest import RedisServer, free_ports
+from cluster_helpers import IDS, Cluster, converged, statuses_of
+from conftest import RedisServer
 
 from raft_manager.client import RaftClient
-
-IDS = ("n1", "n2", "n3")
-
-
-class Cluster:
-    def __init__(self, directory: Path, redis_url: str | None = None) -> None:
-        self.directory = directory
-        ports = free_ports(9)
-        self.raft_addresses = {n: f"127.0.0.1:{ports[k]}" for k, n in enumerate(IDS)}
-        self.client_addresses = {n: f"127.0.0.1:{ports[k + 3]}" for k, n in enumerate(IDS)}
-        self.metrics_addresses = {n: f"127.0.0.1:{ports[k + 6]}" for k, n in enumerate(IDS)}
-        lines = ['cluster_id = "test"', "tick_ms = 20", "election_ticks = 8"]
-        if redis_url is not None:
-            lines += ['transport = "redis"', f'redis_url = "{redis_url}"']
-        for node in IDS:
-            lines += [
-                f"[nodes.{node}]",
-                f'address = "{self.raft_addresses[node]}"',
-                f'client_address = "{self.client_addresses[node]}"',
-                f'data_dir = "data/{node}"',
-                f'metrics_address = "{self.metrics_addresses[node]}"',
-            ]
-        self.config = directory / "cluster.toml"
-        self.config.write_text("\n".join(lines) + "\n")
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, node: str) -> None:
-        log = (self.directory / f"{node}.log").open("ab")
-        self.processes[node] = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "raft_manager.cli",
-                "node",
-                "--config",
-                str(self.config),
-                "--id",
-                node,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def kill(self, node: str) -> None:
-        self.processes[node].send_signal(signal.SIGKILL)
-        self.processes[node].wait()
-
-    def stop_all(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-    def client(self) -> RaftClient:
-        return RaftClient(list(self.client_addresses.values()), timeout=5.0)
+from raft_manager.ledger.commands import MemoryPut
 
 
 @pytest.fixture
@@ -92,28 +31,13 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         running.stop_all()
 
 
-def _put(key: str, value: int) -> bytes:
-    return json.dumps({"op": "put", "key": key, "value": value}).encode()
+def _put(key: str, value: int) -> MemoryPut:
+    return MemoryPut(key=key, value=value)
 
 
-async def _statuses(client: RaftClient, cluster: Cluster) -> dict[str, dict[str, object]]:
-    found = {}
-    for node, address in cluster.client_addresses.items():
-        try:
-            found[node] = await client.status(address)
-        except Exception:  # a node that is down or starting: not in the map
-            continue
-    return found
-
-
-async def _converged(client: RaftClient, cluster: Cluster, nodes: tuple[str, ...]) -> None:
-    with anyio.fail_after(10):
-        while True:
-            statuses = await _statuses(client, cluster)
-            applied = {statuses[n]["applied_index"] for n in nodes if n in statuses}
-            if len(statuses) >= len(nodes) and len(applied) == 1:
-                return
-            await anyio.sleep(0.05)
+async def _read(client: RaftClient, key: str) -> object:
+    item = (await client.query({"query": "memory.get", "key": key}))["item"]
+    return item["value"] if item else None
 
 
 async def test_a_cluster_commits_survives_a_leader_kill_and_loses_nothing(
@@ -140,10 +64,10 @@ async def _survives_a_leader_kill(cluster: Cluster, writes: int) -> None:
     every write is acknowledged in the end (the client retries); the killed node restarts on its
     data and catches up; all nodes end with the same state; no acknowledged write is missing."""
     async with cluster.client() as client:
-        statuses = await _statuses(client, cluster)
+        statuses = await statuses_of(client, cluster)
         while not any(s["role"] == "leader" for s in statuses.values()):
             await anyio.sleep(0.05)
-            statuses = await _statuses(client, cluster)
+            statuses = await statuses_of(client, cluster)
         leader = next(n for n, s in statuses.items() if s["role"] == "leader")
         acknowledged: list[int] = []
         first_after_kill: list[float] = []
@@ -154,7 +78,7 @@ async def _survives_a_leader_kill(cluster: Cluster, writes: int) -> None:
         async def writer() -> None:
             while not (killed_at and len(acknowledged) >= writes):
                 k = next(keys)
-                await client.propose(_put(f"key-{k}", k))
+                await client.command(_put(f"key-{k}", k))
                 acknowledged.append(k)
                 if killed_at and not first_after_kill:
                     first_after_kill.append(time.monotonic() - killed_at[0])
@@ -173,24 +97,24 @@ async def _survives_a_leader_kill(cluster: Cluster, writes: int) -> None:
         assert first_after_kill and first_after_kill[0] < 2.0, first_after_kill
 
         cluster.start(leader)  # restarts on its own data and catches up
-        await _converged(client, cluster, IDS)
-        digests = {s["state_digest"] for s in (await _statuses(client, cluster)).values()}
+        statuses = await converged(client, cluster, IDS)
+        digests = {s["state_digest"] for s in statuses.values()}
         assert len(digests) == 1  # every node applied the same entries in the same order
         for k in range(0, len(acknowledged), max(1, len(acknowledged) // 20)):
-            assert await client.read(f"key-{k}") == k
+            assert await _read(client, f"key-{k}") == k
 
 
 async def test_garbage_on_both_ports_leaves_the_node_serving(cluster: Cluster) -> None:
     async with cluster.client() as client:
-        await client.propose(_put("warm-up", 1))
+        await client.command(_put("warm-up", 1))
         for address in (*cluster.raft_addresses.values(), *cluster.client_addresses.values()):
             host, port = address.split(":")
             with socket.create_connection((host, int(port))) as raw:
                 raw.sendall(b"\x00\x00\x00\x05hello" + os.urandom(300))
                 raw.sendall(b"\xff\xff\xff\xff")  # an impossible length
-        assert await client.propose(_put("after-garbage", 2)) == {"ok": True}
-        assert await client.read("after-garbage") == 2
-        statuses = await _statuses(client, cluster)
+        assert (await client.command(_put("after-garbage", 2)))["ok"]
+        assert await _read(client, "after-garbage") == 2
+        statuses = await statuses_of(client, cluster)
         assert set(statuses) == set(IDS)
         leader = next(n for n, s in statuses.items() if s["role"] == "leader")
         scrape = urllib.request.urlopen(f"http://{cluster.metrics_addresses[leader]}/metrics")
@@ -208,31 +132,31 @@ async def test_a_paused_leader_returns_as_a_follower_without_raising_the_term(
     # load). What the returning node must not do, thanks to pre-vote and leader stickiness, is
     # raise it again: after SIGCONT it rejoins as a follower at the new leader's term.
     async with cluster.client() as client:
-        await client.propose(_put("before", 1))
-        await _converged(client, cluster, IDS)
-        statuses = await _statuses(client, cluster)
+        await client.command(_put("before", 1))
+        await converged(client, cluster, IDS)
+        statuses = await statuses_of(client, cluster)
         leader = next(n for n, s in statuses.items() if s["role"] == "leader")
         term_before = statuses[leader]["term"]
         assert isinstance(term_before, int)
         cluster.processes[leader].send_signal(signal.SIGSTOP)
         try:
             await anyio.sleep(2.0)
-            await client.propose(_put("during", 2))  # the others elected a new leader
-            others = await _statuses(client, cluster)
+            await client.command(_put("during", 2))  # the others elected a new leader
+            others = await statuses_of(client, cluster)
             term_during = max(s["term"] for s in others.values())
         finally:
             cluster.processes[leader].send_signal(signal.SIGCONT)
         assert isinstance(term_during, int) and term_during > term_before
         with anyio.fail_after(5):
             while True:
-                statuses = await _statuses(client, cluster)
+                statuses = await statuses_of(client, cluster)
                 if leader in statuses and statuses[leader]["role"] == "follower":
                     break
                 await anyio.sleep(0.05)
-        await _converged(client, cluster, IDS)
-        terms = {s["term"] for s in (await _statuses(client, cluster)).values()}
+        await converged(client, cluster, IDS)
+        terms = {s["term"] for s in (await statuses_of(client, cluster)).values()}
         assert terms == {term_during}
-        assert await client.read("during") == 2
+        assert await _read(client, "during") == 2
 
 
 async def test_a_cluster_on_redis_streams_commits_1000_proposals_in_order(
@@ -244,10 +168,9 @@ async def test_a_cluster_on_redis_streams_commits_1000_proposals_in_order(
     try:
         async with cluster.client() as client:
             for k in range(1000):
-                await client.propose(_put("sequence", k))
-            await _converged(client, cluster, IDS)
-            statuses = await _statuses(client, cluster)
+                await client.command(_put("sequence", k))
+            statuses = await converged(client, cluster, IDS)
             assert len({s["state_digest"] for s in statuses.values()}) == 1  # same order
-            assert await client.read("sequence") == 999
+            assert await _read(client, "sequence") == 999
     finally:
         cluster.stop_all()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,8 +12,9 @@ import redis
 from conftest import Inbox, RedisServer
 
 from raft_manager.core import Heartbeat, Raft, RaftConfig
+from raft_manager.ledger import Ledger, encode_entry
+from raft_manager.ledger.commands import MemoryPut
 from raft_manager.server.runtime import NodeRuntime
-from raft_manager.server.state_machine import KeyValueStateMachine
 from raft_manager.storage import FileStorage
 from raft_manager.transport.codec import encode
 from raft_manager.transport.redis_streams import RedisStreamsTransport, inbox_key
@@ -75,9 +75,7 @@ async def redis_cluster(tmp_path: Path, url: str) -> AsyncIterator[list[NodeRunt
             RaftConfig(id=node, voters=IDS, election_tick=10), random.Random(k), storage.load()
         )
         transport = RedisStreamsTransport(node, CLUSTER, url, list(IDS))
-        runtimes.append(
-            NodeRuntime(raft, storage, transport, KeyValueStateMachine(), tick_seconds=0.02)
-        )
+        runtimes.append(NodeRuntime(raft, storage, transport, Ledger(), tick_seconds=0.02))
     async with anyio.create_task_group() as group:
         for runtime in runtimes:
             await group.start(runtime.run)
@@ -89,7 +87,7 @@ async def redis_cluster(tmp_path: Path, url: str) -> AsyncIterator[list[NodeRunt
 
 async def _propose(runtimes: list[NodeRuntime], key: str, value: int) -> None:
     """Propose through whichever node leads, retrying through elections (bounded)."""
-    command = json.dumps({"op": "put", "key": key, "value": value}).encode()
+    command = encode_entry(MemoryPut(key=key, value=value), ts=1_000)
     with anyio.fail_after(15):
         while True:
             leader = next((r for r in runtimes if r.is_leader), None)
@@ -119,7 +117,12 @@ async def test_a_cluster_on_redis_streams_commits_and_survives_a_redis_restart(
                 await anyio.sleep(0.02)
         images = [r.state_machine.snapshot() for r in runtimes]
         assert images[0] == images[1] == images[2]
-        machine = runtimes[0].state_machine
-        assert isinstance(machine, KeyValueStateMachine)
-        assert machine.get("after-restart") == 319
-        assert [machine.get(f"k{k}") for k in range(300)] == list(range(300))  # none lost
+        ledger = runtimes[0].state_machine
+        assert isinstance(ledger, Ledger)
+
+        def value(key: str) -> object:
+            item = ledger.memory.get("default", key, ledger.now)
+            return item["value"] if item else None
+
+        assert value("after-restart") == 319
+        assert [value(f"k{k}") for k in range(300)] == list(range(300))  # none lost

@@ -6,23 +6,27 @@ responses are matched to requests by id; a node gets `attempt_timeout` to answer
 answers are followed to the leader they name; a connection failure, no answer in time,
 `timeout`, `dropped`, `lost` or `unavailable` moves on to the next node after a backoff
 (exponential, with full jitter), until the call's deadline passes, when TimeoutError is raised.
-Every proposal carries the client's session id and a request number, so a retried proposal can
-be recognized (the swarm ledger applies each number once); until then a retry after a timeout
-may apply twice. Other refusals raise ClientError with the node's code.
+Every command carries the client's session id, a request number (the same on every retry) and
+the lowest number still awaiting its answer, so the ledger applies each command once however
+often it is retried. Other refusals, and a command or query the ledger refused by its rules
+(`{"ok": false, "error": code}`), raise ClientError with the code.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import itertools
 import random
 import uuid
 from collections.abc import Sequence
+from functools import partial
 from types import TracebackType
 from typing import Any
 
 import anyio
 from anyio.abc import SocketStream, TaskGroup
+from pydantic import BaseModel
 
 from raft_manager.transport.base import parse_address
 from raft_manager.transport.client_protocol import Request, decode_response, encode_request
@@ -120,8 +124,29 @@ class _Connection:
         return slot.response
 
 
+class _InFlight:
+    """The request numbers still awaiting an answer; `lowest` is the session's ack. Numbers are
+    added in increasing order and removed in any order (a heap with lazy removal)."""
+
+    def __init__(self) -> None:
+        self._heap: list[int] = []
+        self._removed: set[int] = set()
+
+    def add(self, seq: int) -> None:
+        heapq.heappush(self._heap, seq)
+
+    def remove(self, seq: int) -> None:
+        self._removed.add(seq)
+        heap = self._heap
+        while heap and heap[0] in self._removed:
+            self._removed.discard(heapq.heappop(heap))
+
+    def lowest(self) -> int:
+        return self._heap[0]
+
+
 class RaftClient:
-    """Use as `async with RaftClient(addresses) as client: await client.propose(data)`."""
+    """Use as `async with RaftClient(addresses) as client: await client.command({...})`."""
 
     def __init__(
         self,
@@ -142,6 +167,7 @@ class RaftClient:
         self.attempt_timeout = attempt_timeout
         self.session = session or uuid.uuid4().hex
         self._seq = itertools.count(1)
+        self._unanswered = _InFlight()
         self._ids = itertools.count(1)
         self._leader_address: str | None = None
         self._connections: dict[str, _Connection] = {}
@@ -165,17 +191,31 @@ class RaftClient:
         self._group.cancel_scope.cancel()
         await self._group.__aexit__(kind, error, trace)
 
-    async def propose(self, data: bytes) -> Any:
-        """Replicate a command; returns the state machine's answer."""
-        return await self._call("propose", data=data, session=self.session, seq=next(self._seq))
+    async def command(self, body: dict[str, Any] | BaseModel) -> dict[str, Any]:
+        """Replicate a ledger command (a dict or a model from raft_manager.ledger.commands);
+        returns the ledger's result. ClientError when the ledger refuses it."""
+        if isinstance(body, BaseModel):
+            body = body.model_dump(mode="json")
+        seq = next(self._seq)
+        self._unanswered.add(seq)
+        try:
+            ack = self._unanswered.lowest()
+            result = await self._call("command", body=body, session=self.session, seq=seq, ack=ack)
+        finally:
+            self._unanswered.remove(seq)
+        return _accepted(result)
 
-    async def read(self, key: str) -> Any:
-        """A linearizable read of `key`."""
-        return await self._call("read", key=key)
+    async def query(
+        self, body: dict[str, Any] | BaseModel, *, stale: bool = False
+    ) -> dict[str, Any]:
+        """A ledger query: linearizable, or answered by any node's local state when `stale`."""
+        if isinstance(body, BaseModel):
+            body = body.model_dump(mode="json")
+        return _accepted(await self._call("query", body=body, stale=stale))
 
     async def transfer(self, target: str | None = None) -> dict[str, Any]:
         """Leadership transfer (to the most up-to-date follower when no target is named)."""
-        result: dict[str, Any] = await self._call("transfer", key=target or "")
+        result: dict[str, Any] = await self._call("transfer", target=target or "")
         return result
 
     async def status(self, address: str) -> dict[str, Any]:
@@ -235,10 +275,18 @@ class RaftClient:
         raise TimeoutError(f"{op} gave no answer within {self.timeout} s: {last_problem}")
 
 
+def _accepted(result: Any) -> dict[str, Any]:
+    if not isinstance(result, dict):
+        raise ClientError("bad_response", f"expected a map, got {type(result).__name__}")
+    if result.get("ok") is False:
+        raise ClientError(str(result.get("error")), str(result.get("message")))
+    return result
+
+
 class SyncRaftClient:
     """The same calls, blocking, for scripts: one RaftClient on an event loop in a thread.
 
-    Use as `with SyncRaftClient(addresses) as client: client.propose(data)`.
+    Use as `with SyncRaftClient(addresses) as client: client.command({...})`.
     """
 
     def __init__(self, addresses: Sequence[str], *, timeout: float = 5.0) -> None:
@@ -264,11 +312,11 @@ class SyncRaftClient:
         self._client_context.__exit__(None, None, None)
         self._portal_context.__exit__(None, None, None)
 
-    def propose(self, data: bytes) -> Any:
-        return self._portal.call(self._client.propose, data)
+    def command(self, body: dict[str, Any] | BaseModel) -> dict[str, Any]:
+        return self._portal.call(self._client.command, body)
 
-    def read(self, key: str) -> Any:
-        return self._portal.call(self._client.read, key)
+    def query(self, body: dict[str, Any] | BaseModel, *, stale: bool = False) -> dict[str, Any]:
+        return self._portal.call(partial(self._client.query, body, stale=stale))
 
     def status(self, address: str) -> dict[str, Any]:
         return self._portal.call(self._client.status, address)

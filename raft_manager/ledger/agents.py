@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .commands import AgentDeregister, AgentHeartbeat, AgentRegister
+from .commands import Args
 from .errors import LedgerError
 from .tasks import Emit
 from .timers import Timers
@@ -41,10 +41,10 @@ class AgentBook:
     timers: Timers
     agents: dict[str, Agent] = field(default_factory=dict)
 
-    def register(self, cmd: AgentRegister, now: int, emit: Emit) -> dict[str, Any]:
-        timeout_ms = round(cmd.heartbeat_timeout_seconds * 1000)
-        agent = Agent(cmd.agent_id, list(cmd.capabilities), timeout_ms, now, now)
-        previous = self.agents.get(cmd.agent_id)
+    def register(self, cmd: Args, now: int, emit: Emit) -> dict[str, Any]:
+        timeout_ms = round(cmd["heartbeat_timeout_seconds"] * 1000)
+        agent = Agent(cmd["agent_id"], list(cmd["capabilities"]), timeout_ms, now, now)
+        previous = self.agents.get(cmd["agent_id"])
         if previous is not None and previous.state == "alive":
             agent.registered_at = previous.registered_at
         self.agents[agent.id] = agent
@@ -52,17 +52,17 @@ class AgentBook:
         emit("agent.registered", {"agent_id": agent.id, "capabilities": agent.capabilities})
         return {"ok": True, "agent_id": agent.id, "deadline": agent.deadline}
 
-    def heartbeat(self, cmd: AgentHeartbeat, now: int) -> dict[str, Any]:
-        agent = self.alive(cmd.agent_id)
+    def heartbeat(self, cmd: Args, now: int) -> dict[str, Any]:
+        agent = self.alive(cmd["agent_id"])
         agent.last_heartbeat = now
         self.timers.schedule(agent.deadline, HEARTBEAT, agent.id)
         return {"ok": True, "agent_id": agent.id, "deadline": agent.deadline}
 
-    def deregister(self, cmd: AgentDeregister, emit: Emit) -> dict[str, Any]:
-        if self.agents.pop(cmd.agent_id, None) is None:
-            raise LedgerError("not_found", f"no agent {cmd.agent_id}")
-        emit("agent.deregistered", {"agent_id": cmd.agent_id})
-        return {"ok": True, "agent_id": cmd.agent_id}
+    def deregister(self, cmd: Args, emit: Emit) -> dict[str, Any]:
+        if self.agents.pop(cmd["agent_id"], None) is None:
+            raise LedgerError("not_found", f"no agent {cmd['agent_id']}")
+        emit("agent.deregistered", {"agent_id": cmd["agent_id"]})
+        return {"ok": True, "agent_id": cmd["agent_id"]}
 
     def alive(self, agent_id: str) -> Agent:
         agent = self.agents.get(agent_id)

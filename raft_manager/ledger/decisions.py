@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .commands import DecisionPropose, DecisionVote
+from .commands import Args
 from .errors import LedgerError
 from .tasks import Emit
 from .timers import Timers
@@ -56,37 +56,39 @@ class DecisionBook:
     decisions: dict[str, Decision] = field(default_factory=dict)
 
     def propose(
-        self, cmd: DecisionPropose, alive_agents: list[str], index: int, now: int, emit: Emit
+        self, cmd: Args, alive_agents: list[str], index: int, now: int, emit: Emit
     ) -> dict[str, Any]:
-        decision_id = cmd.id or f"decision-{index}"
+        decision_id = cmd["id"] or f"decision-{index}"
         if decision_id in self.decisions:
             raise LedgerError("conflict", f"decision {decision_id} exists")
-        voters = sorted(cmd.voters) if cmd.voters is not None else alive_agents
+        voters = sorted(cmd["voters"]) if cmd["voters"] is not None else alive_agents
         if not voters:
             raise LedgerError("not_eligible", "no eligible voters: name them or register agents")
-        deadline = now + round(cmd.deadline_seconds * 1000)
-        decision = Decision(decision_id, cmd.question, list(cmd.options), voters, deadline, now)
+        deadline = now + round(cmd["deadline_seconds"] * 1000)
+        decision = Decision(
+            decision_id, cmd["question"], list(cmd["options"]), voters, deadline, now
+        )
         self.decisions[decision_id] = decision
         self.timers.schedule(deadline, DEADLINE, decision_id)
         emit("decision.proposed", {"decision_id": decision_id, "voters": len(voters)})
         return {"ok": True, "decision_id": decision_id, "voters": voters, "deadline": deadline}
 
-    def vote(self, cmd: DecisionVote, index: int, now: int, emit: Emit) -> dict[str, Any]:
-        decision = self._get(cmd.decision_id)
+    def vote(self, cmd: Args, index: int, now: int, emit: Emit) -> dict[str, Any]:
+        decision = self._get(cmd["decision_id"])
         if decision.state != "open":
             raise LedgerError("closed", f"decision {decision.id} is {decision.state}")
-        if cmd.voter not in decision.voters:
-            raise LedgerError("not_eligible", f"{cmd.voter} may not vote on {decision.id}")
-        if any(vote["voter"] == cmd.voter for vote in decision.votes):
-            raise LedgerError("already_voted", f"{cmd.voter} voted on {decision.id} already")
-        if cmd.option not in decision.options:
+        if cmd["voter"] not in decision.voters:
+            raise LedgerError("not_eligible", f"{cmd['voter']} may not vote on {decision.id}")
+        if any(vote["voter"] == cmd["voter"] for vote in decision.votes):
+            raise LedgerError("already_voted", f"{cmd['voter']} voted on {decision.id} already")
+        if cmd["option"] not in decision.options:
             raise LedgerError(
-                "invalid_command", f"{cmd.option!r} is not one of {', '.join(decision.options)}"
+                "invalid_command", f"{cmd['option']!r} is not one of {', '.join(decision.options)}"
             )
         decision.votes.append(
-            {"voter": cmd.voter, "option": cmd.option, "reason": cmd.reason, "at": now}
+            {"voter": cmd["voter"], "option": cmd["option"], "reason": cmd["reason"], "at": now}
         )
-        emit("decision.voted", {"decision_id": decision.id, "voter": cmd.voter})
+        emit("decision.voted", {"decision_id": decision.id, "voter": cmd["voter"]})
         self._settle(decision, now, emit)
         return {"ok": True, "decision_id": decision.id, "state": decision.state}
 

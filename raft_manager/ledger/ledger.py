@@ -19,8 +19,6 @@ import json
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from pydantic import BaseModel
-
 from . import commands as c
 from .agents import HEARTBEAT, AgentBook
 from .decisions import DEADLINE, DecisionBook
@@ -32,6 +30,7 @@ from .tasks import LEASE, TaskBook
 from .timers import Timers
 
 SNAPSHOT_VERSION = 1
+_decode_json = json.JSONDecoder().decode  # json.loads(bytes) also sniffs the encoding each call
 
 
 class EntryLike(Protocol):
@@ -62,22 +61,22 @@ class Ledger:
         self.now = 0  # ms: the largest entry timestamp applied so far
         self.applied = 0
         self._term = 0
-        self._handlers: dict[str, tuple[type[BaseModel], Callable[[Any, int], dict[str, Any]]]] = {
-            "task.submit": (c.TaskSubmit, self._submit),
-            "task.claim": (c.TaskClaim, self._claim),
-            "task.renew": (c.TaskRenew, self._renew),
-            "task.complete": (c.TaskComplete, self._complete),
-            "task.fail": (c.TaskFail, self._fail),
-            "task.cancel": (c.TaskCancel, self._cancel),
-            "agent.register": (c.AgentRegister, self._register),
-            "agent.heartbeat": (c.AgentHeartbeat, self._heartbeat),
-            "agent.deregister": (c.AgentDeregister, self._deregister),
-            "memory.put": (c.MemoryPut, self._put),
-            "memory.delete": (c.MemoryDelete, self._delete),
-            "memory.cas": (c.MemoryCas, self._cas),
-            "decision.propose": (c.DecisionPropose, self._propose),
-            "decision.vote": (c.DecisionVote, self._vote),
-            "clock": (c.Clock, lambda cmd, index: {"ok": True, "now": self.now}),
+        self._handlers: dict[str, Callable[[c.Args, int], dict[str, Any]]] = {
+            "task.submit": self._submit,
+            "task.claim": self._claim,
+            "task.renew": self._renew,
+            "task.complete": self._complete,
+            "task.fail": self._fail,
+            "task.cancel": self._cancel,
+            "agent.register": self._register,
+            "agent.heartbeat": self._heartbeat,
+            "agent.deregister": self._deregister,
+            "memory.put": self._put,
+            "memory.delete": self._delete,
+            "memory.cas": self._cas,
+            "decision.propose": self._propose,
+            "decision.vote": self._vote,
+            "clock": lambda cmd, index: {"ok": True, "now": self.now},
         }
 
     # -- the log -------------------------------------------------------------------------------
@@ -85,13 +84,15 @@ class Ledger:
     def apply(self, entry: EntryLike) -> dict[str, Any]:
         self.applied, self._term = entry.index, entry.term
         try:
-            envelope = json.loads(entry.data)
+            envelope = _decode_json(entry.data.decode())
             ts, session, seq, ack = envelope["ts"], envelope["s"], envelope["q"], envelope["a"]
             command = envelope["c"]
-            model, handler = self._handlers[command["op"]]
+            handler = self._handlers[command["op"]]
             if not (type(ts) is int and type(seq) is int and type(ack) is int):
                 raise TypeError("ts, q and a must be integers")
-        except (ValueError, KeyError, TypeError) as error:
+            if type(session) is not str or type(command) is not dict:
+                raise TypeError("s must be a string and c a map")
+        except (AttributeError, ValueError, KeyError, TypeError) as error:
             return LedgerError("bad_entry", f"entry {entry.index}: {error!r}").result()
         self._advance(ts)
         try:
@@ -99,7 +100,7 @@ class Ledger:
                 recalled = self.sessions.recall(session, seq, ack, self.now)
                 if recalled is not None:
                     return dict(recalled)
-            result = handler(model.model_construct(**command), entry.index)
+            result = handler(command, entry.index)
         except LedgerError as error:
             result = error.result()
             if error.code == "stale_request":
@@ -130,51 +131,51 @@ class Ledger:
 
     # -- commands ------------------------------------------------------------------------------
 
-    def _submit(self, cmd: c.TaskSubmit, index: int) -> dict[str, Any]:
+    def _submit(self, cmd: c.Args, index: int) -> dict[str, Any]:
         return self.tasks.submit(cmd, index, self.now, self._emit)
 
-    def _claim(self, cmd: c.TaskClaim, index: int) -> dict[str, Any]:
-        self.agents.check_may_claim(cmd.agent)
+    def _claim(self, cmd: c.Args, index: int) -> dict[str, Any]:
+        self.agents.check_may_claim(cmd["agent"])
         return self.tasks.claim(cmd, index, self.now, self._emit)
 
-    def _renew(self, cmd: c.TaskRenew, index: int) -> dict[str, Any]:
+    def _renew(self, cmd: c.Args, index: int) -> dict[str, Any]:
         return self.tasks.renew(cmd, self.now, self._emit)
 
-    def _complete(self, cmd: c.TaskComplete, index: int) -> dict[str, Any]:
+    def _complete(self, cmd: c.Args, index: int) -> dict[str, Any]:
         return self.tasks.complete(cmd, self.now, self._emit)
 
-    def _fail(self, cmd: c.TaskFail, index: int) -> dict[str, Any]:
+    def _fail(self, cmd: c.Args, index: int) -> dict[str, Any]:
         return self.tasks.fail(cmd, self.now, self._emit)
 
-    def _cancel(self, cmd: c.TaskCancel, index: int) -> dict[str, Any]:
+    def _cancel(self, cmd: c.Args, index: int) -> dict[str, Any]:
         return self.tasks.cancel(cmd, self.now, self._emit)
 
-    def _register(self, cmd: c.AgentRegister, index: int) -> dict[str, Any]:
+    def _register(self, cmd: c.Args, index: int) -> dict[str, Any]:
         return self.agents.register(cmd, self.now, self._emit)
 
-    def _heartbeat(self, cmd: c.AgentHeartbeat, index: int) -> dict[str, Any]:
+    def _heartbeat(self, cmd: c.Args, index: int) -> dict[str, Any]:
         return self.agents.heartbeat(cmd, self.now)
 
-    def _deregister(self, cmd: c.AgentDeregister, index: int) -> dict[str, Any]:
+    def _deregister(self, cmd: c.Args, index: int) -> dict[str, Any]:
         result = self.agents.deregister(cmd, self._emit)
-        why = f"agent {cmd.agent_id} deregistered"
-        self.tasks.release_agent(cmd.agent_id, why, self.now, self._emit)
+        why = f"agent {cmd['agent_id']} deregistered"
+        self.tasks.release_agent(cmd["agent_id"], why, self.now, self._emit)
         return result
 
-    def _put(self, cmd: c.MemoryPut, index: int) -> dict[str, Any]:
+    def _put(self, cmd: c.Args, index: int) -> dict[str, Any]:
         return self.memory.put(cmd, index, self.now, self._emit)
 
-    def _delete(self, cmd: c.MemoryDelete, index: int) -> dict[str, Any]:
+    def _delete(self, cmd: c.Args, index: int) -> dict[str, Any]:
         return self.memory.delete(cmd, self.now, self._emit)
 
-    def _cas(self, cmd: c.MemoryCas, index: int) -> dict[str, Any]:
+    def _cas(self, cmd: c.Args, index: int) -> dict[str, Any]:
         return self.memory.cas(cmd, index, self.now, self._emit)
 
-    def _propose(self, cmd: c.DecisionPropose, index: int) -> dict[str, Any]:
+    def _propose(self, cmd: c.Args, index: int) -> dict[str, Any]:
         alive = self.agents.alive_ids()
         return self.decisions.propose(cmd, alive, index, self.now, self._emit)
 
-    def _vote(self, cmd: c.DecisionVote, index: int) -> dict[str, Any]:
+    def _vote(self, cmd: c.Args, index: int) -> dict[str, Any]:
         return self.decisions.vote(cmd, index, self.now, self._emit)
 
     # -- reads ---------------------------------------------------------------------------------

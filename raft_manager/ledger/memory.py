@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .commands import MemoryCas, MemoryDelete, MemoryPut
+from .commands import Args
 from .errors import LedgerError
 from .tasks import Emit
 from .timers import Timers
@@ -35,24 +35,28 @@ class MemoryStore:
     timers: Timers
     items: dict[tuple[str, str], Item] = field(default_factory=dict)
 
-    def put(self, cmd: MemoryPut, index: int, now: int, emit: Emit) -> dict[str, Any]:
-        return self._write(cmd.namespace, cmd.key, cmd.value, cmd.ttl_seconds, index, now, emit)
+    def put(self, cmd: Args, index: int, now: int, emit: Emit) -> dict[str, Any]:
+        return self._write(
+            cmd["namespace"], cmd["key"], cmd["value"], cmd["ttl_seconds"], index, now, emit
+        )
 
-    def cas(self, cmd: MemoryCas, index: int, now: int, emit: Emit) -> dict[str, Any]:
-        current = self._live(cmd.namespace, cmd.key, now)
-        if cmd.compare == "version":
+    def cas(self, cmd: Args, index: int, now: int, emit: Emit) -> dict[str, Any]:
+        current = self._live(cmd["namespace"], cmd["key"], now)
+        if cmd["compare"] == "version":
             have = current.version if current is not None else 0
-            if have != cmd.expected_version:
-                raise LedgerError("cas_failed", f"version is {have}, not {cmd.expected_version}")
-        elif current is None or current.value != cmd.expected_value:
-            raise LedgerError("cas_failed", f"{cmd.key} does not hold the expected value")
-        return self._write(cmd.namespace, cmd.key, cmd.value, cmd.ttl_seconds, index, now, emit)
+            if have != cmd["expected_version"]:
+                raise LedgerError("cas_failed", f"version is {have}, not {cmd['expected_version']}")
+        elif current is None or current.value != cmd["expected_value"]:
+            raise LedgerError("cas_failed", f"{cmd['key']} does not hold the expected value")
+        return self._write(
+            cmd["namespace"], cmd["key"], cmd["value"], cmd["ttl_seconds"], index, now, emit
+        )
 
-    def delete(self, cmd: MemoryDelete, now: int, emit: Emit) -> dict[str, Any]:
-        existed = self._live(cmd.namespace, cmd.key, now) is not None
-        self.items.pop((cmd.namespace, cmd.key), None)
+    def delete(self, cmd: Args, now: int, emit: Emit) -> dict[str, Any]:
+        existed = self._live(cmd["namespace"], cmd["key"], now) is not None
+        self.items.pop((cmd["namespace"], cmd["key"]), None)
         if existed:
-            emit("memory.deleted", {"namespace": cmd.namespace, "key": cmd.key})
+            emit("memory.deleted", {"namespace": cmd["namespace"], "key": cmd["key"]})
         return {"ok": True, "existed": existed}
 
     def expire(self, timer_key: str, now: int, emit: Emit) -> None:

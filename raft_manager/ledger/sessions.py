@@ -10,6 +10,7 @@ first). A session expires `timeout` after its last command, by entry timestamps.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,14 @@ class Session:
     last_active: int
     ack: int = 0
     results: dict[int, Any] = field(default_factory=dict)
+    order: list[int] = field(default_factory=list)  # a heap of the request numbers in results
+
+    def keep(self, seq: int, result: Any) -> None:
+        self.results[seq] = result
+        heapq.heappush(self.order, seq)
+
+    def forget_oldest(self) -> None:
+        del self.results[heapq.heappop(self.order)]
 
 
 @dataclass(slots=True)
@@ -43,8 +52,8 @@ class SessionTable:
         self.timers.schedule(now + self.timeout_ms, SESSION, session_id)
         if ack > session.ack:
             session.ack = ack
-            for old in [n for n in session.results if n < ack]:
-                del session.results[old]
+            while session.order and session.order[0] < ack:
+                session.forget_oldest()
         if seq in session.results:
             return session.results[seq]
         if seq < session.ack:
@@ -52,10 +61,10 @@ class SessionTable:
         return None
 
     def record(self, session_id: str, seq: int, result: Any) -> None:
-        results = self.sessions[session_id].results
-        results[seq] = result
-        if len(results) > self.max_results:
-            del results[min(results)]
+        session = self.sessions[session_id]
+        session.keep(seq, result)
+        if len(session.results) > self.max_results:
+            session.forget_oldest()
 
     def expire(self, session_id: str, now: int) -> None:
         session = self.sessions.get(session_id)
@@ -75,6 +84,7 @@ class SessionTable:
     def load(self, image: dict[str, Any]) -> None:
         self.sessions = {}
         for sid, fields in image.items():
-            results = {seq: result for seq, result in fields["results"]}
-            self.sessions[sid] = Session(fields["last_active"], fields["ack"], results)
+            session = self.sessions[sid] = Session(fields["last_active"], fields["ack"])
+            for seq, result in fields["results"]:
+                session.keep(seq, result)
             self.timers.schedule(fields["last_active"] + self.timeout_ms, SESSION, sid)

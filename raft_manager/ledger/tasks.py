@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .commands import TaskCancel, TaskClaim, TaskComplete, TaskFail, TaskRenew, TaskSubmit
+from .commands import Args
 from .errors import LedgerError
 from .timers import Timers
 
@@ -64,20 +64,20 @@ class TaskBook:
 
     # -- commands ------------------------------------------------------------------------------
 
-    def submit(self, cmd: TaskSubmit, index: int, now: int, emit: Emit) -> dict[str, Any]:
-        task_id = cmd.id or f"task-{index}"
+    def submit(self, cmd: Args, index: int, now: int, emit: Emit) -> dict[str, Any]:
+        task_id = cmd["id"] or f"task-{index}"
         existing = self.tasks.get(task_id)
         if existing is not None:
             same = (existing.queue, existing.payload, existing.priority, existing.depends_on) == (
-                cmd.queue,
-                cmd.payload,
-                cmd.priority,
-                cmd.depends_on,
+                cmd["queue"],
+                cmd["payload"],
+                cmd["priority"],
+                cmd["depends_on"],
             )
             if not same:
                 raise LedgerError("conflict", f"task {task_id} exists with different content")
             return {"ok": True, "task_id": task_id, "state": existing.state, "existing": True}
-        for dep in cmd.depends_on:
+        for dep in cmd["depends_on"]:
             if dep == task_id:
                 raise LedgerError("cycle", f"task {task_id} cannot depend on itself")
             other = self.tasks.get(dep)
@@ -87,11 +87,11 @@ class TaskBook:
                 raise LedgerError("failed_dependency", f"dependency {dep} is {other.state}")
         task = Task(
             task_id,
-            cmd.queue,
-            cmd.payload,
-            cmd.priority,
-            list(cmd.depends_on),
-            cmd.max_attempts,
+            cmd["queue"],
+            cmd["payload"],
+            cmd["priority"],
+            list(cmd["depends_on"]),
+            cmd["max_attempts"],
             submitted_at=now,
             submit_index=index,
             updated_at=now,
@@ -106,9 +106,9 @@ class TaskBook:
         emit("task.submitted", {"task_id": task_id, "queue": task.queue, "state": task.state})
         return {"ok": True, "task_id": task_id, "state": task.state, "existing": False}
 
-    def claim(self, cmd: TaskClaim, index: int, now: int, emit: Emit) -> dict[str, Any]:
+    def claim(self, cmd: Args, index: int, now: int, emit: Emit) -> dict[str, Any]:
         best: tuple[int, int, str] | None = None
-        for queue in cmd.queues:
+        for queue in cmd["queues"]:
             heap = self._queues.get(queue)
             while heap and self.tasks[heap[0][2]].state != "pending":
                 heapq.heappop(heap)  # claimed, cancelled or failed since it was queued
@@ -118,12 +118,12 @@ class TaskBook:
             return {"ok": True, "task_id": None}
         task = self.tasks[best[2]]
         heapq.heappop(self._queues[task.queue])
-        lease_ms = round(cmd.lease_seconds * 1000)
-        task.state, task.agent, task.token = "claimed", cmd.agent, index
+        lease_ms = round(cmd["lease_seconds"] * 1000)
+        task.state, task.agent, task.token = "claimed", cmd["agent"], index
         task.lease_ms, task.lease_until, task.updated_at = lease_ms, now + lease_ms, now
-        self._held.setdefault(cmd.agent, set()).add(task.id)
+        self._held.setdefault(cmd["agent"], set()).add(task.id)
         self.timers.schedule(task.lease_until, LEASE, task.id)
-        emit("task.claimed", {"task_id": task.id, "agent": cmd.agent, "token": index})
+        emit("task.claimed", {"task_id": task.id, "agent": cmd["agent"], "token": index})
         return {
             "ok": True,
             "task_id": task.id,
@@ -134,20 +134,20 @@ class TaskBook:
             "attempt": task.attempts + 1,
         }
 
-    def renew(self, cmd: TaskRenew, now: int, emit: Emit) -> dict[str, Any]:
-        task = self._held_task(cmd.task_id, cmd.agent, cmd.token)
-        if cmd.lease_seconds is not None:
-            task.lease_ms = round(cmd.lease_seconds * 1000)
+    def renew(self, cmd: Args, now: int, emit: Emit) -> dict[str, Any]:
+        task = self._held_task(cmd["task_id"], cmd["agent"], cmd["token"])
+        if cmd["lease_seconds"] is not None:
+            task.lease_ms = round(cmd["lease_seconds"] * 1000)
         task.lease_until, task.updated_at = now + task.lease_ms, now
         self.timers.schedule(task.lease_until, LEASE, task.id)
         emit("task.renewed", {"task_id": task.id, "lease_until": task.lease_until})
         return {"ok": True, "task_id": task.id, "lease_until": task.lease_until}
 
-    def complete(self, cmd: TaskComplete, now: int, emit: Emit) -> dict[str, Any]:
-        task = self._held_task(cmd.task_id, cmd.agent, cmd.token)
+    def complete(self, cmd: Args, now: int, emit: Emit) -> dict[str, Any]:
+        task = self._held_task(cmd["task_id"], cmd["agent"], cmd["token"])
         self._release(task)
-        task.state, task.result, task.updated_at = "done", cmd.result, now
-        emit("task.completed", {"task_id": task.id, "agent": cmd.agent})
+        task.state, task.result, task.updated_at = "done", cmd["result"], now
+        emit("task.completed", {"task_id": task.id, "agent": cmd["agent"]})
         for dependent_id in self._dependents.get(task.id, ()):
             dependent = self.tasks[dependent_id]
             if dependent.state == "waiting" and not self._unmet(dependent):
@@ -155,18 +155,18 @@ class TaskBook:
                 dependent.updated_at = now
         return {"ok": True, "task_id": task.id, "state": "done"}
 
-    def fail(self, cmd: TaskFail, now: int, emit: Emit) -> dict[str, Any]:
-        task = self._held_task(cmd.task_id, cmd.agent, cmd.token)
-        self._end_attempt(task, cmd.reason or "failed by its agent", now, emit)
+    def fail(self, cmd: Args, now: int, emit: Emit) -> dict[str, Any]:
+        task = self._held_task(cmd["task_id"], cmd["agent"], cmd["token"])
+        self._end_attempt(task, cmd["reason"] or "failed by its agent", now, emit)
         return {"ok": True, "task_id": task.id, "state": task.state, "attempts": task.attempts}
 
-    def cancel(self, cmd: TaskCancel, now: int, emit: Emit) -> dict[str, Any]:
-        task = self._get(cmd.task_id)
+    def cancel(self, cmd: Args, now: int, emit: Emit) -> dict[str, Any]:
+        task = self._get(cmd["task_id"])
         if task.state in FINAL:
             raise LedgerError("conflict", f"task {task.id} is already {task.state}")
         self._release(task)
-        task.state, task.error, task.updated_at = "cancelled", cmd.reason or None, now
-        emit("task.cancelled", {"task_id": task.id, "reason": cmd.reason})
+        task.state, task.error, task.updated_at = "cancelled", cmd["reason"] or None, now
+        emit("task.cancelled", {"task_id": task.id, "reason": cmd["reason"]})
         self._fail_dependents(task, now, emit)
         return {"ok": True, "task_id": task.id, "state": "cancelled"}
 

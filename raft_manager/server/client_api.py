@@ -1,20 +1,20 @@
 """The client endpoint of a node: the client protocol served on the node's client address.
 
 Theory of operation: each connection is read a burst of frames at a time (a client may pipeline).
-The proposals in a burst go to the runtime as one batch, each with a callback that queues its
-response; reads, status and transfers run in a task each. Responses, tagged with the request's
-id, are queued on the connection's FrameWriter, which writes everything queued as one buffer. A
-node that is not the leader answers `not_leader` with the leader's client address, so the client
-can follow the redirect. A request that does not decode is answered `bad_request` (id 0) and the
-connection stays up; a frame the stream cannot recover from closes the connection. Nothing a
-client sends can stop the node.
+The commands in a burst are validated and stamped by the ledger gateway (an invalid one is
+answered `invalid_command` at once) and go to the runtime as one batch, each with a callback that
+queues its response; queries, status and transfers run in a task each. Responses, tagged with
+the request's id, are queued on the connection's FrameWriter, which writes everything queued as
+one buffer. A node that is not the leader answers `not_leader` with the leader's client
+address, so the client can follow the redirect. A request that does not decode is answered
+`bad_request` (id 0) and the connection stays up; a frame the stream cannot recover from closes
+the connection. Nothing a client sends can stop the node.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -22,6 +22,7 @@ import anyio
 from anyio.abc import SocketStream, TaskGroup, TaskStatus
 
 from raft_manager.core import NotLeader, ProposalDropped, RaftError
+from raft_manager.ledger import LedgerError
 from raft_manager.transport.base import parse_address
 from raft_manager.transport.client_protocol import (
     MAX_REQUEST_BYTES,
@@ -33,6 +34,7 @@ from raft_manager.transport.client_protocol import (
 from raft_manager.transport.codec import FrameError
 from raft_manager.transport.framing import FrameReader, FrameWriter
 
+from .gateway import LedgerGateway
 from .runtime import NodeRuntime, ProposalLost
 
 log = logging.getLogger("raft_manager.server")
@@ -44,16 +46,16 @@ class ClientServer:
     def __init__(
         self,
         runtime: NodeRuntime,
+        gateway: LedgerGateway,
         listen: str,
         client_addresses: dict[str, str],
-        read_key: Callable[[str], Any],
         *,
         timeout: float = 5.0,
     ) -> None:
         self.runtime = runtime
+        self.gateway = gateway
         self.listen = listen
         self.client_addresses = client_addresses
-        self.read_key = read_key
         self.timeout = timeout
         self.port = 0
 
@@ -74,19 +76,19 @@ class ClientServer:
             reader = FrameReader(stream, MAX_REQUEST_BYTES)
             try:
                 while (frames := await reader.next_frames()) is not None:
-                    proposals = []
+                    commands = []
                     for frame in frames:
                         try:
                             request = decode_request(frame)
                         except FrameError as error:
                             writer.put(error_response(0, "bad_request", str(error)))
                             continue
-                        if request.op == "propose":
-                            proposals.append(request)
+                        if request.op == "command":
+                            commands.append(request)
                         else:
                             tasks.start_soon(self._answer, request, writer)
-                    if proposals:
-                        self._propose(proposals, writer)
+                    if commands:
+                        self._propose(commands, writer)
             except FrameError as error:
                 log.warning("event=client_connection_closed reason=%s", error.reason)
             except _GONE:
@@ -96,9 +98,21 @@ class ClientServer:
             tasks.cancel_scope.cancel()
 
     def _propose(self, requests: list[Request], writer: FrameWriter) -> None:
-        answers = [partial(self._reply, writer, request.id) for request in requests]
+        entries, answers = [], []
+        for request in requests:
+            try:
+                entry = self.gateway.entry_for(
+                    request.body, request.session, request.seq, request.ack
+                )
+            except LedgerError as error:
+                writer.put(error_response(request.id, error.code, error.message))
+                continue
+            entries.append(entry)
+            answers.append(partial(self._reply, writer, request.id))
+        if not entries:
+            return
         try:
-            self.runtime.submit([r.data for r in requests], answers, self.timeout)
+            self.runtime.submit(entries, answers, self.timeout)
         except RaftError as error:
             for answer in answers:
                 answer(None, error)
@@ -111,13 +125,15 @@ class ClientServer:
     async def _answer(self, request: Request, writer: FrameWriter) -> None:
         runtime = self.runtime
         try:
-            if request.op == "read":
-                await runtime.read_barrier(self.timeout)
-                result = self.read_key(request.key)
+            if request.op == "query":
+                result = await self.gateway.query(request.body, request.stale, self.timeout)
             elif request.op == "transfer":
-                result = await runtime.transfer(request.key or None, self.timeout)
+                result = await runtime.transfer(request.target or None, self.timeout)
             else:
                 result = {**runtime.status(), "pid": os.getpid()}
+        except LedgerError as error:
+            writer.put(error_response(request.id, error.code, error.message))
+            return
         except (RaftError, TimeoutError) as error:
             self._reply(writer, request.id, None, error)
         else:

@@ -14,6 +14,8 @@ with every problem listed.
     address = "127.0.0.1:7001"   # Raft traffic between nodes (with transport = "tcp")
     client_address = "127.0.0.1:8001"
     data_dir = "data/n1"
+    [ledger]
+    max_payload_bytes = 65536    # largest task payload, result or memory value (JSON bytes)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from raft_manager.ledger import LedgerConfig
 from raft_manager.transport.base import parse_address
 
 
@@ -64,6 +67,8 @@ class ClusterConfig(BaseSettings):
     fsync: bool = True
     transport: Literal["tcp", "redis"] = "tcp"
     redis_url: str = "redis://127.0.0.1:6379/0"  # used with transport = "redis"
+    clock_ms: int = Field(default=1000, ge=10, le=600_000)  # idle leader's clock entries
+    ledger: LedgerConfig = LedgerConfig()  # must be the same on every node
     nodes: dict[str, NodeSpec]
 
     @field_validator("redis_url")

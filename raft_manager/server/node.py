@@ -1,9 +1,10 @@
 """One node process: storage, Raft, transport, runtime and client endpoint, wired from config.
 
 Theory of operation: `run_node` opens the node's storage (recovering, or refusing to start on
-corruption), builds the Raft core from what it recovered, and runs the runtime and the client
-endpoint in one task group until SIGTERM or SIGINT, then closes the storage. A node address that
-cannot be bound is reported as ConfigError before anything else starts.
+corruption), builds the Raft core from what it recovered, and runs the runtime (with the swarm
+ledger as its state machine), the client endpoint and the ledger clock in one task group until
+SIGTERM or SIGINT, then closes the storage. A node address that cannot be bound is reported as
+ConfigError before anything else starts.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import socket
 import anyio
 
 from raft_manager.core import Raft, RaftConfig
+from raft_manager.ledger import Ledger
 from raft_manager.storage import FileStorage
 from raft_manager.transport.base import Transport, parse_address
 from raft_manager.transport.redis_streams import RedisStreamsTransport
@@ -23,9 +25,9 @@ from raft_manager.transport.tcp import TcpTransport
 
 from .client_api import ClientServer
 from .config import ClusterConfig, ConfigError
+from .gateway import LedgerGateway
 from .metrics import NodeMetrics
 from .runtime import NodeRuntime
-from .state_machine import KeyValueStateMachine
 
 log = logging.getLogger("raft_manager.server")
 
@@ -70,13 +72,13 @@ async def run_node(config: ClusterConfig, node_id: str) -> None:
             spec.address,
             {peer: other.address for peer, other in config.nodes.items()},
         )
-    machine = KeyValueStateMachine()
+    ledger = Ledger(config.ledger)
     metrics = NodeMetrics(node_id)
     runtime = NodeRuntime(
         raft,
         storage,
         transport,
-        machine,
+        ledger,
         tick_seconds=config.tick_ms / 1000,
         snapshot_every=config.snapshot_every,
         metrics=metrics,
@@ -85,16 +87,18 @@ async def run_node(config: ClusterConfig, node_id: str) -> None:
     if spec.metrics_address is not None:
         check_bindable(spec.metrics_address)
         metrics.serve(spec.metrics_address)
+    gateway = LedgerGateway(runtime, ledger, config.clock_ms / 1000)
     clients = ClientServer(
         runtime,
+        gateway,
         spec.client_address,
         {peer: other.client_address for peer, other in config.nodes.items()},
-        machine.get,
     )
     try:
         async with anyio.create_task_group() as group:
             await group.start(runtime.run)
             await group.start(clients.serve, group)
+            group.start_soon(gateway.run_clock)
             log.info(
                 "event=node_started node=%s transport=%s address=%s client_address=%s",
                 node_id,

@@ -132,6 +132,7 @@ class NodeRuntime:
         self._reads: dict[bytes, _Pending] = {}  # by read context
         self._safe_reads: list[tuple[int, _Pending]] = []  # (read index, reader)
         self._read_counter = 0
+        self._digest = (-1, "")  # (applied index, digest of the state at it)
         self._snapshot_index = raft.log.offset
         if raft.snapshot is not None:  # a restart: the log resumes after the snapshot
             state_machine.restore(raft.snapshot.data)
@@ -346,9 +347,17 @@ class NodeRuntime:
             "commit_index": raft.log.committed,
             "applied_index": raft.log.applied,
             "last_index": raft.log.last_index,
-            # Equal on every node that applied the same entries in the same order.
-            "state_digest": hashlib.sha256(self.state_machine.snapshot()).hexdigest()[:16],
+            "state_digest": self._state_digest(),
         }
+
+    def _state_digest(self) -> str:
+        """Equal on every node that applied the same entries in the same order; computed again
+        only when the applied index moved."""
+        applied = self.raft.log.applied
+        if self._digest[0] != applied:
+            digest = hashlib.sha256(self.state_machine.snapshot()).hexdigest()[:16]
+            self._digest = (applied, digest)
+        return self._digest[1]
 
     @property
     def is_leader(self) -> bool:
