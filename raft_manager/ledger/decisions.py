@@ -103,8 +103,8 @@ class DecisionBook:
     def find(self, state: str | None) -> list[dict[str, Any]]:
         return [d.view() for d in self.decisions.values() if state is None or d.state == state]
 
-    def dump(self) -> list[dict[str, Any]]:
-        return [asdict(d) for d in self.decisions.values()]
+    def dump(self) -> list[Decision]:
+        return list(self.decisions.values())
 
     def load(self, image: list[dict[str, Any]]) -> None:
         self.decisions = {fields["id"]: Decision(**fields) for fields in image}

@@ -81,8 +81,8 @@ class MemoryStore:
                     break
         return found
 
-    def dump(self) -> list[dict[str, Any]]:
-        return [asdict(self.items[k]) for k in sorted(self.items)]
+    def dump(self) -> list[Item]:
+        return [self.items[k] for k in sorted(self.items)]
 
     def load(self, image: list[dict[str, Any]]) -> None:
         self.items = {}

@@ -206,8 +206,8 @@ class TaskBook:
 
     # -- snapshot ------------------------------------------------------------------------------
 
-    def dump(self) -> list[dict[str, Any]]:
-        return [task.view() for task in self.tasks.values()]  # in submission order
+    def dump(self) -> list[Task]:
+        return list(self.tasks.values())  # in submission order
 
     def load(self, image: list[dict[str, Any]]) -> None:
         self.tasks.clear()
