@@ -1,0 +1,90 @@
+"""The ledger gateway on a one-node cluster: validation at the edge, stamping, queries, and the
+clock entries that make leases expire in an idle swarm."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import pytest
+from conftest import free_port
+
+from raft_manager.core import Raft, RaftConfig
+from raft_manager.ledger import Ledger, LedgerError
+from raft_manager.server import gateway as gateway_module
+from raft_manager.server.gateway import LedgerGateway
+from raft_manager.server.runtime import NodeRuntime
+from raft_manager.storage import MemoryStorage
+from raft_manager.transport.tcp import TcpTransport
+
+
+@asynccontextmanager
+async def one_node(clock_interval: float = 60.0) -> AsyncIterator[LedgerGateway]:
+    raft = Raft(RaftConfig(id="n1", voters=("n1",)), random.Random(1))  # leads at once
+    transport = TcpTransport("n1", "test", f"127.0.0.1:{free_port()}", {})
+    runtime = NodeRuntime(raft, MemoryStorage(), transport, Ledger(), tick_seconds=0.01)
+    gateway = LedgerGateway(runtime, runtime.state_machine, clock_interval)  # type: ignore[arg-type]
+    async with anyio.create_task_group() as group:
+        await group.start(runtime.run)
+        group.start_soon(gateway.run_clock)
+        yield gateway
+        group.cancel_scope.cancel()
+
+
+async def _command(gateway: LedgerGateway, body: dict[str, object], seq: int = 0) -> object:
+    entry = gateway.entry_for(body, "session-1" if seq else "", seq, seq)
+    return await gateway.runtime.propose(entry)
+
+
+async def test_an_invalid_command_is_refused_before_the_log() -> None:
+    async with one_node() as gateway:
+        last = gateway.runtime.raft.log.last_index
+        with pytest.raises(LedgerError) as refused:
+            gateway.entry_for({"op": "task.claim", "lease_seconds": -1}, "", 0, 0)
+        assert refused.value.code == "invalid_command"
+        assert "agent" in refused.value.message and "lease_seconds" in refused.value.message
+        assert gateway.runtime.raft.log.last_index == last
+
+
+async def test_stamps_never_run_backwards(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with one_node() as gateway:
+        monkeypatch.setattr(gateway_module.time, "time_ns", lambda: 5_000_000_000)
+        first = gateway.stamp()
+        monkeypatch.setattr(gateway_module.time, "time_ns", lambda: 1_000_000_000)  # NTP step
+        assert gateway.stamp() == first == 5_000
+
+
+async def test_queries_read_what_was_committed_and_refusals_are_results() -> None:
+    async with one_node() as gateway:
+        await _command(gateway, {"op": "memory.put", "key": "k", "value": [1, 2]})
+        found = await gateway.query({"query": "memory.get", "key": "k"}, stale=False, timeout=2)
+        assert found["item"]["value"] == [1, 2]
+        missing = await gateway.query({"query": "task.get", "task_id": "nope"}, False, 2)
+        assert missing == {"ok": False, "error": "not_found", "message": "no task nope"}
+        with pytest.raises(LedgerError):
+            await gateway.query({"query": "task.get"}, stale=True, timeout=2)
+
+
+async def test_a_retried_command_applies_once() -> None:
+    async with one_node() as gateway:
+        body = {"op": "task.submit", "payload": "once"}
+        first = await _command(gateway, body, seq=1)
+        again = await _command(gateway, body, seq=1)  # the same request number: a retry
+        assert first == again
+        found = await gateway.query({"query": "task.list"}, stale=True, timeout=2)
+        assert [task["payload"] for task in found["tasks"]] == ["once"]
+
+
+async def test_an_idle_leader_proposes_clock_entries_so_leases_expire() -> None:
+    async with one_node(clock_interval=0.05) as gateway:
+        await _command(gateway, {"op": "task.submit", "id": "t1"})
+        await _command(gateway, {"op": "task.claim", "agent": "a", "lease_seconds": 0.2})
+        with anyio.fail_after(3):  # nobody sends anything: only clock entries move time
+            while True:
+                task = await gateway.query({"query": "task.get", "task_id": "t1"}, True, 2)
+                if task["task"]["state"] == "pending":
+                    break
+                await anyio.sleep(0.05)
+        assert task["task"]["attempts"] == 1
