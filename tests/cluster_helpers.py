@@ -3,9 +3,11 @@ and real disks, and the status helpers the tests use to watch them."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -18,17 +20,24 @@ IDS = ("n1", "n2", "n3")
 
 class Cluster:
     def __init__(
-        self, directory: Path, redis_url: str | None = None, settings: tuple[str, ...] = ()
+        self,
+        directory: Path,
+        redis_url: str | None = None,
+        settings: tuple[str, ...] = (),
+        joining: tuple[str, ...] = (),
     ) -> None:
+        """IDS are the initial voters; `joining` nodes are in the file with `join = true`
+        (started later and added with a membership change)."""
         self.directory = directory
-        ports = free_ports(9)
-        self.raft_addresses = {n: f"127.0.0.1:{ports[k]}" for k, n in enumerate(IDS)}
-        self.client_addresses = {n: f"127.0.0.1:{ports[k + 3]}" for k, n in enumerate(IDS)}
-        self.metrics_addresses = {n: f"127.0.0.1:{ports[k + 6]}" for k, n in enumerate(IDS)}
+        nodes = (*IDS, *joining)
+        ports = iter(free_ports(3 * len(nodes)))
+        self.raft_addresses = {n: f"127.0.0.1:{next(ports)}" for n in nodes}
+        self.client_addresses = {n: f"127.0.0.1:{next(ports)}" for n in nodes}
+        self.metrics_addresses = {n: f"127.0.0.1:{next(ports)}" for n in nodes}
         lines = ['cluster_id = "test"', "tick_ms = 20", "election_ticks = 8", *settings]
         if redis_url is not None:
             lines += ['transport = "redis"', f'redis_url = "{redis_url}"']
-        for node in IDS:
+        for node in nodes:
             lines += [
                 f"[nodes.{node}]",
                 f'address = "{self.raft_addresses[node]}"',
@@ -36,6 +45,8 @@ class Cluster:
                 f'data_dir = "data/{node}"',
                 f'metrics_address = "{self.metrics_addresses[node]}"',
             ]
+            if node in joining:
+                lines.append("join = true")
         self.config = directory / "cluster.toml"
         self.config.write_text("\n".join(lines) + "\n")
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -57,6 +68,10 @@ class Cluster:
             stderr=subprocess.STDOUT,
         )
 
+    def stop(self, node: str) -> None:
+        self.processes[node].send_signal(signal.SIGTERM)
+        self.processes[node].wait(timeout=10)
+
     def kill(self, node: str) -> None:
         self.processes[node].send_signal(signal.SIGKILL)
         self.processes[node].wait()
@@ -73,7 +88,8 @@ class Cluster:
                 process.wait()
 
     def client(self) -> RaftClient:
-        return RaftClient(list(self.client_addresses.values()), timeout=5.0)
+        initial = [self.client_addresses[node] for node in IDS]
+        return RaftClient(initial, timeout=5.0)
 
 
 async def statuses_of(client: RaftClient, cluster: Cluster) -> dict[str, dict[str, object]]:
@@ -97,4 +113,33 @@ async def converged(
             applied = {statuses[n]["applied_index"] for n in nodes if n in statuses}
             if len(statuses) >= len(nodes) and len(applied) == 1:
                 return statuses
+            await anyio.sleep(0.05)
+
+
+@contextlib.contextmanager
+def running_cluster(directory: Path) -> Iterator[Cluster]:
+    """A 3-node cluster with a leader elected; stopped on the way out."""
+    cluster = Cluster(directory)
+    for node in IDS:
+        cluster.start(node)
+    try:
+        anyio.run(_leader_elected, cluster)
+        yield cluster
+    finally:
+        cluster.stop_all()
+
+
+async def _leader_elected(cluster: Cluster) -> None:
+    async with cluster.client() as client:
+        await leader_elected(client, cluster)
+
+
+async def leader_elected(client: RaftClient, cluster: Cluster) -> str:
+    """Wait (up to 20 s: node processes start slowly on a loaded machine) for a leader."""
+    with anyio.fail_after(20):
+        while True:
+            statuses = await statuses_of(client, cluster)
+            leaders = [node for node, status in statuses.items() if status["role"] == "leader"]
+            if leaders:
+                return leaders[0]
             await anyio.sleep(0.05)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import anyio
-from cluster_helpers import IDS, Cluster, converged, statuses_of
+from cluster_helpers import IDS, Cluster, converged, leader_elected, statuses_of
 
 from raft_manager.client import ClientError, RaftClient
 
@@ -45,6 +45,7 @@ async def test_eight_agents_complete_2000_tasks_exactly_once_while_leaders_die(
     agents: list[subprocess.Popen[bytes]] = []
     try:
         async with cluster.client() as client:
+            await leader_elected(client, cluster)
             with anyio.fail_after(60):
 
                 async def submit(first: int) -> None:

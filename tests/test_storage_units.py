@@ -314,7 +314,13 @@ def test_snapshot_file_layout_is_as_documented() -> None:
     blob = encode_snapshot(snapshot)
     (meta_length,) = struct.unpack_from("<I", blob, len(MAGIC))
     meta = json.loads(blob[len(MAGIC) + 4 : len(MAGIC) + 4 + meta_length])
-    assert meta == {"index": 10, "term": 3, "voters": ["n1", "n2", "n3"], "learners": ["l1"]}
+    assert meta == {
+        "index": 10,
+        "term": 3,
+        "voters": ["n1", "n2", "n3"],
+        "learners": ["l1"],
+        "contexts": {},
+    }
     data_at = len(MAGIC) + 4 + meta_length + 8
     (data_length,) = struct.unpack_from("<Q", blob, data_at - 8)
     assert blob[data_at : data_at + data_length] == snapshot.data
@@ -575,3 +581,10 @@ def test_compaction_past_the_end_is_refused_and_below_the_snapshot_does_nothing(
     pair.save(None, ents(11, 2, 2), None)
     assert pair.reopen() == pair.expected()
     pair.close()
+
+
+def test_member_contexts_survive_a_snapshot_file(tmp_path: Path) -> None:
+    conf = ConfState(("n1", "n2"), ("n4",), (("n4", '{"address":"127.0.0.1:7104"}'),))
+    snapshot = Snapshot(SnapshotMeta(7, 2, conf), b"state")
+    restored = decode_snapshot(tmp_path / "x.snap", encode_snapshot(snapshot))
+    assert restored == snapshot and restored.meta.conf.context("n4").startswith("{")

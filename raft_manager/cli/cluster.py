@@ -47,7 +47,7 @@ def _cluster_path(option: Path | None) -> Path:
     return Path(from_env) if from_env else DEFAULT_CLUSTER
 
 
-def _load(path: Path) -> ClusterConfig:
+def load_cluster_file(path: Path) -> ClusterConfig:
     try:
         return load_config(path)
     except ConfigError as error:
@@ -81,7 +81,7 @@ class Members:
     raft: dict[str, str]
 
 
-def _members(option: str | None) -> Members:
+def resolve_cluster(option: str | None) -> Members:
     if option and not option.endswith(".toml") and not Path(option).exists():
         addresses = [address.strip() for address in option.split(",") if address.strip()]
         try:
@@ -91,7 +91,7 @@ def _members(option: str | None) -> Members:
             typer.echo(f"error: --cluster: {error}", err=True)
             raise typer.Exit(2) from None
         return Members({address: address for address in addresses}, {})
-    return _config_members(_load(_cluster_path(Path(option) if option else None)))
+    return _config_members(load_cluster_file(_cluster_path(Path(option) if option else None)))
 
 
 async def _statuses(members: Members, timeout: float = 1.0) -> dict[str, dict[str, Any]]:
@@ -107,9 +107,11 @@ async def _statuses(members: Members, timeout: float = 1.0) -> dict[str, dict[st
 
 
 def _config_members(config: ClusterConfig) -> Members:
+    """The nodes of the file that were not removed."""
+    nodes = {node: spec for node, spec in config.nodes.items() if not spec.removed}
     return Members(
-        {node: spec.client_address for node, spec in config.nodes.items()},
-        {node: spec.address for node, spec in config.nodes.items()},
+        {node: spec.client_address for node, spec in nodes.items()},
+        {node: spec.address for node, spec in nodes.items()},
     )
 
 
@@ -141,9 +143,10 @@ def up_command(
         raise typer.Exit(2)
     if not path.exists():
         _write_config(directory, nodes, base_port, transport, redis_url)
-    config = _load(path)
+    config = load_cluster_file(path)
     pids: dict[str, int] = {}
-    for node_id, spec in config.nodes.items():
+    live = {node_id: spec for node_id, spec in config.nodes.items() if not spec.removed}
+    for node_id, spec in live.items():
         try:
             if config.transport == "tcp":
                 check_bindable(spec.address)
@@ -151,24 +154,8 @@ def up_command(
         except ConfigError as error:
             typer.echo(f"error: {node_id}: {error} (is the cluster already up?)", err=True)
             raise typer.Exit(2) from None
-    for node_id in config.nodes:
-        log = (directory / f"{node_id}.log").open("ab")
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "raft_manager.cli",
-                "node",
-                "--config",
-                str(path),
-                "--id",
-                node_id,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        pids[node_id] = process.pid
+    for node_id in live:
+        pids[node_id] = start_node(directory, path, node_id)
     (directory / PIDS).write_text(json.dumps(pids))
     deadline = time.monotonic() + timeout
     leader: str | None = None
@@ -183,7 +170,7 @@ def up_command(
             "client_address": spec.client_address,
             "data_dir": str(spec.data_dir),
         }
-        for node_id, spec in config.nodes.items()
+        for node_id, spec in live.items()
     ]
     if as_json:
         typer.echo(json.dumps({"leader": leader, "cluster": str(path), "nodes": rows}))
@@ -195,6 +182,27 @@ def up_command(
             table.add_row(*(str(row[column]) for column in row))
         Console().print(table)
     raise typer.Exit(0 if leader else 1)
+
+
+def start_node(directory: Path, config: Path, node_id: str) -> int:
+    """Start one `raft-manager node` process in the background (log in DIR/<id>.log)."""
+    log = (directory / f"{node_id}.log").open("ab")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "raft_manager.cli",
+            "node",
+            "--config",
+            str(config),
+            "--id",
+            node_id,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return process.pid
 
 
 @cluster_app.command("down")
@@ -214,15 +222,15 @@ def down_command(
             continue
     deadline = time.monotonic() + 5
     for node_id, pid in pids.items():
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and process_alive(pid):
             time.sleep(0.05)
-        if _alive(pid):
+        if process_alive(pid):
             os.kill(pid, signal.SIGKILL)
         typer.echo(f"stopped {node_id} (pid {pid})")
     pid_file.unlink()
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -242,7 +250,7 @@ def status_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """The leader and term, and every node's role, term, indexes, pid and reachability."""
-    members = _members(cluster)
+    members = resolve_cluster(cluster)
     statuses = anyio.run(_statuses, members)
     leader, term = _leader_of(statuses)
     nodes = []
@@ -278,7 +286,7 @@ def health_command(
     cluster: str | None = typer.Option(None, "--cluster", help=CLUSTER_HELP),
 ) -> None:
     """Exit 0 healthy, 1 degraded (a quorum answers), 2 no quorum; prints one line why."""
-    members = _members(cluster)
+    members = resolve_cluster(cluster)
     statuses = anyio.run(_statuses, members)
     leader, term = _leader_of(statuses)
     leader_id = statuses[leader]["id"] if leader is not None else None
@@ -300,7 +308,7 @@ def elect_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Transfer leadership and wait for the result."""
-    addresses = list(_members(cluster).clients.values())
+    addresses = list(resolve_cluster(cluster).clients.values())
 
     async def transfer() -> dict[str, Any]:
         async with RaftClient(addresses, timeout=5.0) as client:

@@ -1,7 +1,9 @@
 """The `raft-manager` command: one typer app; each command lives in its own module.
 
 Exit codes shared by every command: 0 success, 1 the command ran and found a problem (a violation,
-an unhealthy cluster), 2 bad usage or input (typer's own usage errors also exit 2).
+an unhealthy cluster), 2 bad usage or input (typer's own usage errors also exit 2). The ledger
+commands (task, agent, memory, decision) add 3 "nothing" (no task to claim, no such key) and 4
+the cluster did not answer in time; for them 1 means the ledger refused (see cli/ledger.py).
 """
 
 from __future__ import annotations
@@ -10,9 +12,14 @@ import typer
 
 from raft_manager import __version__
 
+from .agent import agent_app
 from .cluster import cluster_app, elect_command, health_command, status_command
+from .decision import decision_app
+from .members import members_app
+from .memory import memory_app
 from .node import node_command
 from .sim import sim_command
+from .task import task_app
 from .wal import wal_app
 
 app = typer.Typer(
@@ -46,3 +53,8 @@ app.command("health")(health_command)
 app.command("elect")(elect_command)
 app.command("sim")(sim_command)
 app.add_typer(wal_app, name="wal")
+app.add_typer(task_app, name="task")
+app.add_typer(agent_app, name="agent")
+app.add_typer(memory_app, name="memory")
+app.add_typer(decision_app, name="decision")
+app.add_typer(members_app, name="members")

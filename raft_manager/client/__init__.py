@@ -1,5 +1,6 @@
-"""The client library: leader discovery, redirects, retries, sessions."""
+"""The client library: leader discovery, redirects, retries, sessions; a typed swarm facade."""
 
 from .client import ClientError, RaftClient, SyncRaftClient
+from .swarm import SwarmClient
 
-__all__ = ["ClientError", "RaftClient", "SyncRaftClient"]
+__all__ = ["ClientError", "RaftClient", "SwarmClient", "SyncRaftClient"]

@@ -213,6 +213,13 @@ class RaftClient:
             body = body.model_dump(mode="json")
         return _accepted(await self._call("query", body=body, stale=stale))
 
+    async def members(self, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """`{"members": [...]}` as the leader sees them, after the change in `body` if one is
+        given (see raft_manager/server/members.py); ClientError("conf_rejected") if it cannot
+        be made."""
+        result: dict[str, Any] = await self._call("members", body=body or {"kind": "list"})
+        return result
+
     async def transfer(self, target: str | None = None) -> dict[str, Any]:
         """Leadership transfer (to the most up-to-date follower when no target is named)."""
         result: dict[str, Any] = await self._call("transfer", target=target or "")

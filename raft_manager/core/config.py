@@ -33,6 +33,9 @@ class RaftConfig:
     max_inflight_msgs: int = 256
     max_inflight_bytes: int = 32 << 20
     snapshot_chunk_bytes: int = 1 << 20
+    # A learner is promoted only after a replication round shorter than this many ticks
+    # (None: one election timeout).
+    promotion_round_ticks: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id:
@@ -47,6 +50,8 @@ class RaftConfig:
             raise ConfigError("election_tick must be greater than heartbeat_tick")
         if self.lease_read and not self.check_quorum:
             raise ConfigError("lease_read needs check_quorum: a lease is only safe with it")
+        if self.promotion_round_ticks is not None and self.promotion_round_ticks < 1:
+            raise ConfigError("promotion_round_ticks must be >= 1")
         if not 0 <= self.max_clock_drift_ticks < self.election_tick:
             raise ConfigError("max_clock_drift_ticks must be in [0, election_tick)")
         for name in (

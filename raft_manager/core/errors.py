@@ -41,3 +41,8 @@ class ReadyMisuse(RaftError):
 
 class SnapshotError(RaftError):
     """A compaction request names an index that cannot be snapshotted."""
+
+
+class ConfChangeRejected(ProposalDropped):
+    """A membership change that cannot be made now: invalid for the current configuration, a
+    learner not caught up, another change in flight, or no entry of this term committed yet."""

@@ -61,10 +61,13 @@ class Inflights:
 class Progress:
     __slots__ = (
         "inflights",
+        "last_round",
         "match",
         "next",
         "probe_sent",
         "recent_active",
+        "round_end",
+        "round_start",
         "snapshot_index",
         "snapshot_offset",
         "state",
@@ -79,6 +82,18 @@ class Progress:
         self.inflights = inflights
         self.snapshot_index = 0
         self.snapshot_offset = 0
+        # Catch-up rounds (dissertation 4.2.1): a round ends when `match` reaches `round_end`,
+        # the leader's last index when it began; `last_round` is how many ticks the last took.
+        self.round_start = 0
+        self.round_end = 0
+        self.last_round: int | None = None
+
+    def start_round(self, now: int, last_index: int) -> None:
+        self.round_start, self.round_end = now, last_index
+
+    def finish_round(self, now: int, last_index: int) -> None:
+        self.last_round = now - self.round_start
+        self.start_round(now, last_index)
 
     def __repr__(self) -> str:
         return (

@@ -47,8 +47,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import RaftConfig
-from .errors import InvalidMessage, NotLeader, ProposalDropped, ReadyMisuse, SnapshotError
+from .errors import (
+    ConfChangeRejected,
+    InvalidMessage,
+    NotLeader,
+    ProposalDropped,
+    ReadyMisuse,
+    SnapshotError,
+)
 from .log import RaftLog
+from .membership import ConfChange, ConfChangeKind, ConfHistory, apply_change
 from .messages import (
     AppendEntries,
     AppendResponse,
@@ -135,11 +143,13 @@ class Raft:
         snapshot = restored.snapshot if restored else None
         entries = list(restored.entries) if restored else []
         if snapshot is not None:
-            self.conf = snapshot.meta.conf
+            base_conf = snapshot.meta.conf
             self.log = RaftLog(snapshot.meta.index, snapshot.meta.term, entries, hard.commit)
         else:
-            self.conf = ConfState(config.voters, config.learners)
+            base_conf = ConfState(config.voters, config.learners)
             self.log = RaftLog(0, 0, entries, hard.commit)
+        self._confs = ConfHistory(base_conf, entries)
+        self.conf = self._confs.current
         self.snapshot = snapshot
         self.term = hard.term
         self.vote = hard.vote
@@ -263,6 +273,51 @@ class Raft:
         else:
             self._dirty_peers.add(target)
 
+    def propose_conf_change(self, change: ConfChange) -> int:
+        """Append a membership change; returns its index. It takes effect at once (on each
+        server when the entry reaches its log) and is safe once committed.
+
+        Raises NotLeader, or ConfChangeRejected: another change not yet committed, no entry of
+        this term committed yet (the 2015 single-server fix), a change that does not apply to
+        the current configuration, or promoting a learner that has not caught up.
+        """
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader)
+        log = self.log
+        if self.transfer_target is not None:
+            raise ConfChangeRejected(f"leadership is being transferred to {self.transfer_target}")
+        if log.term(log.committed) != self.term:
+            raise ConfChangeRejected("no entry of this leader's term is committed yet; retry")
+        if self._confs.last_change_index > log.committed:
+            raise ConfChangeRejected("another membership change is not committed yet; retry")
+        apply_change(self.conf, change)  # raises if it does not apply
+        if change.kind is ConfChangeKind.PROMOTE:
+            self._check_caught_up(change.node)
+        entry = Entry(log.last_index + 1, self.term, EntryType.CONF_CHANGE, change.encode())
+        log.append([entry])
+        self._confs.appended([entry])
+        self._conf_changed()
+        self._dirty_peers.update(self.progress)
+        return entry.index
+
+    def _check_caught_up(self, learner: NodeId) -> None:
+        """A learner may become a voter when it holds the whole log, or when a whole round of
+        replication (bringing it to the leader's last index as it was when the round began)
+        took less than the promotion limit and the round in progress is not already over it
+        (dissertation 4.2.1)."""
+        progress = self.progress[learner]
+        if progress.match >= self.log.last_index:
+            return  # it holds the whole log right now
+        limit = self.config.promotion_round_ticks or self.config.election_tick
+        running = self._now - progress.round_start
+        if progress.last_round is None or progress.last_round >= limit or running >= limit:
+            last = "none finished" if progress.last_round is None else f"{progress.last_round}"
+            raise ConfChangeRejected(
+                f"learner {learner} has not caught up: last replication round {last} ticks, "
+                f"current {running} (limit {limit}); match {progress.match} of "
+                f"{self.log.last_index}"
+            )
+
     def report_unreachable(self, peer: NodeId) -> None:
         """The transport could not deliver to `peer`: stop streaming to it and probe instead."""
         progress = self.progress.get(peer) if self.role is Role.LEADER else None
@@ -281,8 +336,9 @@ class Raft:
             raise SnapshotError(f"index {index} is not applied yet (applied {log.applied})")
         term = log.term(index)
         assert term is not None
-        snapshot = Snapshot(SnapshotMeta(index, term, self.conf), data)
+        snapshot = Snapshot(SnapshotMeta(index, term, self._confs.at(index)), data)
         log.compact(index)
+        self._confs.compact(index)
         self.snapshot = snapshot
         return snapshot
 
@@ -362,6 +418,38 @@ class Raft:
     def _soft_state(self) -> SoftState:
         return SoftState(self.leader, self.role)
 
+    @property
+    def committed_conf(self) -> ConfState:
+        """The configuration of the committed log: it differs from `conf` while a change is
+        appended but not committed (a member being removed still counts for the runtime then:
+        it may be the leader, waiting for the acknowledgements that commit its removal)."""
+        return self._confs.at(self.log.committed)
+
+    def _track(self, peer: NodeId) -> None:
+        """Start a leader's Progress for `peer` (a new member, or every member on election)."""
+        config = self.config
+        progress = Progress(
+            self.log.last_index + 1, Inflights(config.max_inflight_msgs, config.max_inflight_bytes)
+        )
+        progress.start_round(self._now, self.log.last_index)
+        self.progress[peer] = progress
+
+    def _conf_changed(self) -> None:
+        """The configuration may have changed: a leader tracks exactly the members (and
+        itself, whose durable log counts only while it is a voter)."""
+        self.conf = conf = self._confs.current
+        if self.role is not Role.LEADER:
+            return
+        for peer in conf.members:
+            if peer not in self.progress:
+                self._track(peer)
+                self._dirty_peers.add(peer)
+        for peer in [p for p in self.progress if p not in conf.members and p != self.id]:
+            del self.progress[peer]
+            self._dirty_peers.discard(peer)
+            if self.transfer_target == peer:
+                self.transfer_target = None
+
     def _promotable(self) -> bool:
         return self.id in self.conf.voters
 
@@ -417,11 +505,8 @@ class Raft:
         self.leader = self.id
         self._lease_revoked = False
         log = self.log
-        config = self.config
-        for peer in self.conf.members:
-            self.progress[peer] = Progress(
-                log.last_index + 1, Inflights(config.max_inflight_msgs, config.max_inflight_bytes)
-            )
+        for peer in (*self.conf.members, self.id):
+            self._track(peer)
         self.progress[self.id].maybe_update(log.stable)
         self._dirty_peers.update(self.progress)
         self._dirty_peers.discard(self.id)
@@ -520,6 +605,9 @@ class Raft:
             return
         last = log.maybe_append(msg.prev_index, msg.prev_term, msg.commit, msg.entries)
         if last is not None:
+            if msg.entries:
+                self._confs.follow(log, msg.entries)
+                self._conf_changed()
             self._send_append_response(msg.frm, last)
             return
         if msg.prev_index > log.last_index:
@@ -561,6 +649,8 @@ class Raft:
         caught_up_probe = progress.state is ProgressState.PROBE and msg.index == progress.match
         if not progress.maybe_update(msg.index) and not caught_up_probe:
             return
+        if progress.match >= progress.round_end:
+            progress.finish_round(self._now, self.log.last_index)
         state = progress.state
         if state is ProgressState.PROBE:
             progress.become_replicate()
@@ -665,7 +755,8 @@ class Raft:
         snapshot = Snapshot(meta, bytes(incoming[1]))
         log.restore(snapshot)
         self.snapshot = snapshot
-        self.conf = meta.conf
+        self._confs.restore(meta.conf)
+        self._conf_changed()
         self._send_append_response(msg.frm, log.last_index)
 
     def _send_snapshot_ack(self, to: NodeId, snapshot_index: int, received: int) -> None:
@@ -718,6 +809,19 @@ class Raft:
                 awaiting, self._reads_awaiting_commit = self._reads_awaiting_commit, []
                 for context, requester in awaiting:
                     self._leader_read(context, requester)
+            if self.id not in self.conf.voters and self._confs.last_change_index <= index:
+                self._step_down_removed()
+
+    def _step_down_removed(self) -> None:
+        """Our own removal committed: tell the followers (so they learn it is committed), hand
+        leadership to the most up-to-date voter that has the whole log, and stop leading."""
+        self._flush_sends()
+        caught_up = [
+            peer for peer in self.conf.voters if self.progress[peer].match == self.log.last_index
+        ]
+        if caught_up:
+            self._send(TimeoutNow(frm=self.id, to=caught_up[0], term=self.term))
+        self._become_follower(self.term, None)
 
     def _flush_sends(self) -> None:
         """Turn the marks left by proposals, acks and commits into messages."""

@@ -69,14 +69,21 @@ class SoftState(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class ConfState:
-    """The cluster configuration: voters decide elections and commits; learners only replicate."""
+    """The cluster configuration: voters decide elections and commits; learners only replicate.
+    `contexts` holds, per member added by a membership change, the change's context (opaque to
+    the core; the runtime keeps the member's addresses there), so that it survives compaction."""
 
     voters: tuple[NodeId, ...]
     learners: tuple[NodeId, ...] = ()
+    contexts: tuple[tuple[NodeId, str], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "voters", tuple(sorted(set(self.voters))))
         object.__setattr__(self, "learners", tuple(sorted(set(self.learners))))
+        object.__setattr__(self, "contexts", tuple(sorted(dict(self.contexts).items())))
+
+    def context(self, node: NodeId) -> str:
+        return dict(self.contexts).get(node, "")
 
     @property
     def members(self) -> tuple[NodeId, ...]:

@@ -107,6 +107,7 @@ class TaskBook:
         return {"ok": True, "task_id": task_id, "state": task.state, "existing": False}
 
     def claim(self, cmd: Args, index: int, now: int, emit: Emit) -> dict[str, Any]:
+        agent, lease_ms = cmd["agent"], round(cmd["lease_seconds"] * 1000)  # before any change
         best: tuple[int, int, str] | None = None
         for queue in cmd["queues"]:
             heap = self._queues.get(queue)
@@ -118,12 +119,11 @@ class TaskBook:
             return {"ok": True, "task_id": None}
         task = self.tasks[best[2]]
         heapq.heappop(self._queues[task.queue])
-        lease_ms = round(cmd["lease_seconds"] * 1000)
-        task.state, task.agent, task.token = "claimed", cmd["agent"], index
+        task.state, task.agent, task.token = "claimed", agent, index
         task.lease_ms, task.lease_until, task.updated_at = lease_ms, now + lease_ms, now
-        self._held.setdefault(cmd["agent"], set()).add(task.id)
+        self._held.setdefault(agent, set()).add(task.id)
         self.timers.schedule(task.lease_until, LEASE, task.id)
-        emit("task.claimed", {"task_id": task.id, "agent": cmd["agent"], "token": index})
+        emit("task.claimed", {"task_id": task.id, "agent": agent, "token": index})
         return {
             "ok": True,
             "task_id": task.id,
@@ -145,8 +145,9 @@ class TaskBook:
 
     def complete(self, cmd: Args, now: int, emit: Emit) -> dict[str, Any]:
         task = self._held_task(cmd["task_id"], cmd["agent"], cmd["token"])
+        result = cmd["result"]  # read before any change: a bad entry must change nothing
         self._release(task)
-        task.state, task.result, task.updated_at = "done", cmd["result"], now
+        task.state, task.result, task.updated_at = "done", result, now
         emit("task.completed", {"task_id": task.id, "agent": cmd["agent"]})
         for dependent_id in self._dependents.get(task.id, ()):
             dependent = self.tasks[dependent_id]
@@ -164,9 +165,10 @@ class TaskBook:
         task = self._get(cmd["task_id"])
         if task.state in FINAL:
             raise LedgerError("conflict", f"task {task.id} is already {task.state}")
+        reason = cmd["reason"]  # read before any change: a bad entry must change nothing
         self._release(task)
-        task.state, task.error, task.updated_at = "cancelled", cmd["reason"] or None, now
-        emit("task.cancelled", {"task_id": task.id, "reason": cmd["reason"]})
+        task.state, task.error, task.updated_at = "cancelled", reason or None, now
+        emit("task.cancelled", {"task_id": task.id, "reason": reason})
         self._fail_dependents(task, now, emit)
         return {"ok": True, "task_id": task.id, "state": "cancelled"}
 

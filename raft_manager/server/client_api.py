@@ -22,6 +22,7 @@ import anyio
 from anyio.abc import SocketStream, TaskGroup, TaskStatus
 
 from raft_manager.core import NotLeader, ProposalDropped, RaftError
+from raft_manager.core.errors import ConfChangeRejected
 from raft_manager.ledger import LedgerError
 from raft_manager.transport.base import parse_address
 from raft_manager.transport.client_protocol import (
@@ -35,6 +36,7 @@ from raft_manager.transport.codec import FrameError
 from raft_manager.transport.framing import FrameReader, FrameWriter
 
 from .gateway import LedgerGateway
+from .members import Membership
 from .runtime import NodeRuntime, ProposalLost
 
 log = logging.getLogger("raft_manager.server")
@@ -47,6 +49,7 @@ class ClientServer:
         self,
         runtime: NodeRuntime,
         gateway: LedgerGateway,
+        membership: Membership,
         listen: str,
         client_addresses: dict[str, str],
         *,
@@ -54,6 +57,7 @@ class ClientServer:
     ) -> None:
         self.runtime = runtime
         self.gateway = gateway
+        self.membership = membership
         self.listen = listen
         self.client_addresses = client_addresses
         self.timeout = timeout
@@ -127,10 +131,13 @@ class ClientServer:
         try:
             if request.op == "query":
                 result = await self.gateway.query(request.body, request.stale, self.timeout)
+            elif request.op == "members":
+                result = await self.membership.handle(request.body, self.timeout)
             elif request.op == "transfer":
                 result = await runtime.transfer(request.target or None, self.timeout)
             else:
-                result = {**runtime.status(), "pid": os.getpid()}
+                members = self.membership.members()
+                result = {**runtime.status(), **members, "pid": os.getpid()}
         except LedgerError as error:
             writer.put(error_response(request.id, error.code, error.message))
             return
@@ -145,6 +152,8 @@ class ClientServer:
         if isinstance(error, NotLeader):
             address = self.client_addresses.get(error.leader or "")
             return error_response(request_id, "not_leader", str(error), error.leader, address)
+        if isinstance(error, ConfChangeRejected):
+            return error_response(request_id, "conf_rejected", str(error))
         if isinstance(error, ProposalLost):
             return error_response(request_id, "lost", str(error))
         if isinstance(error, ProposalDropped):

@@ -43,6 +43,12 @@ class NodeSpec(BaseModel):
     client_address: str
     data_dir: Path
     metrics_address: str | None = None  # serve Prometheus metrics here when set
+    # A node started after the cluster formed: not one of the initial voters; it becomes a
+    # member when added (`raft-manager members add`), and learns the rest from the log.
+    join: bool = False
+    # Removed by a membership change. The node stays in the file, so that every node computes
+    # the same initial voters from it, but `cluster up` no longer starts it.
+    removed: bool = False
 
     @field_validator("address", "client_address", "metrics_address")
     @classmethod
@@ -88,10 +94,16 @@ class ClusterConfig(BaseSettings):
                 raise ValueError(f"node id {node_id!r}: use letters, digits, '-' and '_'")
         return nodes
 
+    @property
+    def initial_voters(self) -> tuple[str, ...]:
+        return tuple(node_id for node_id, spec in self.nodes.items() if not spec.join)
+
     @model_validator(mode="after")
     def _consistent(self) -> ClusterConfig:
         if self.election_ticks <= self.heartbeat_ticks:
             raise ValueError("election_ticks must be greater than heartbeat_ticks")
+        if not self.initial_voters:
+            raise ValueError("every node has join = true: name at least one initial voter")
         seen: dict[str, str] = {}
         for node_id, spec in self.nodes.items():
             for address in (spec.address, spec.client_address):

@@ -16,7 +16,7 @@ import socket
 
 import anyio
 
-from raft_manager.core import Raft, RaftConfig
+from raft_manager.core import ConfState, Raft, RaftConfig
 from raft_manager.ledger import Ledger
 from raft_manager.storage import FileStorage
 from raft_manager.transport.base import Transport, parse_address
@@ -26,6 +26,7 @@ from raft_manager.transport.tcp import TcpTransport
 from .client_api import ClientServer
 from .config import ClusterConfig, ConfigError
 from .gateway import LedgerGateway
+from .members import Directory, Membership
 from .metrics import NodeMetrics
 from .runtime import NodeRuntime
 
@@ -53,7 +54,7 @@ async def run_node(config: ClusterConfig, node_id: str) -> None:
     storage = FileStorage(spec.data_dir, fsync=config.fsync)
     raft_config = RaftConfig(
         id=node_id,
-        voters=tuple(config.nodes),
+        voters=config.initial_voters,
         election_tick=config.election_ticks,
         heartbeat_tick=config.heartbeat_ticks,
         pre_vote=config.pre_vote,
@@ -74,6 +75,14 @@ async def run_node(config: ClusterConfig, node_id: str) -> None:
         )
     ledger = Ledger(config.ledger)
     metrics = NodeMetrics(node_id)
+    directory = Directory(config)
+    client_addresses = {peer: other.client_address for peer, other in config.nodes.items()}
+
+    def reach_members(conf: ConfState, committed: ConfState) -> None:
+        addresses = directory.peers(conf, committed)
+        transport.set_peers({member: pair[0] for member, pair in addresses.items()})
+        client_addresses.update({member: pair[1] for member, pair in addresses.items()})
+
     runtime = NodeRuntime(
         raft,
         storage,
@@ -82,6 +91,7 @@ async def run_node(config: ClusterConfig, node_id: str) -> None:
         tick_seconds=config.tick_ms / 1000,
         snapshot_every=config.snapshot_every,
         metrics=metrics,
+        on_conf_change=reach_members,
     )
     metrics.watch(runtime.status, transport.stats)
     if spec.metrics_address is not None:
@@ -89,10 +99,7 @@ async def run_node(config: ClusterConfig, node_id: str) -> None:
         metrics.serve(spec.metrics_address)
     gateway = LedgerGateway(runtime, ledger, config.clock_ms / 1000)
     clients = ClientServer(
-        runtime,
-        gateway,
-        spec.client_address,
-        {peer: other.client_address for peer, other in config.nodes.items()},
+        runtime, gateway, Membership(runtime, directory), spec.client_address, client_addresses
     )
     try:
         async with anyio.create_task_group() as group:

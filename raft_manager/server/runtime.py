@@ -38,6 +38,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from raft_manager.core import (
+    ConfState,
     Entry,
     EntryType,
     Message,
@@ -47,6 +48,7 @@ from raft_manager.core import (
     Role,
     sendable_before_persist,
 )
+from raft_manager.core.membership import ConfChange
 from raft_manager.core.raft import Ready
 from raft_manager.storage.base import Storage
 from raft_manager.transport.base import Transport
@@ -119,6 +121,7 @@ class NodeRuntime:
         tick_seconds: float = 0.05,
         snapshot_every: int = 10_000,
         metrics: NodeMetrics | None = None,
+        on_conf_change: Callable[[ConfState, ConfState], None] | None = None,
     ) -> None:
         self.raft = raft
         self.storage = storage
@@ -127,6 +130,8 @@ class NodeRuntime:
         self.tick_seconds = tick_seconds
         self.snapshot_every = snapshot_every
         self.metrics = metrics
+        self.on_conf_change = on_conf_change
+        self._conf_seen: tuple[ConfState, ConfState] | None = None
         self._wakeup = anyio.Event()
         self._proposals: dict[int, _Pending] = {}  # by log index
         self._reads: dict[bytes, _Pending] = {}  # by read context
@@ -142,6 +147,7 @@ class NodeRuntime:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as group:
             await group.start(self.transport.serve, group, self._deliver)
+            self._notice_conf()
             group.start_soon(self._ticker)
             group.start_soon(self._ready_loop)
             task_status.started()
@@ -183,6 +189,24 @@ class NodeRuntime:
                 await self._handle(ready)
                 raft.advance(ready)
                 self._maybe_compact()
+                self._notice_conf()
+
+    def _notice_conf(self) -> None:
+        """Tell the node when the configuration (or the committed one) changed: a membership
+        change was appended, committed or rolled back, or came with a snapshot; so it can
+        reach new members, and let go of removed ones once their removal is committed."""
+        seen = (self.raft.conf, self.raft.committed_conf)
+        if seen != self._conf_seen:
+            if self._conf_seen is None or seen[0] != self._conf_seen[0]:
+                log.info(
+                    "event=configuration node=%s voters=%s learners=%s",
+                    self.raft.id,
+                    ",".join(seen[0].voters),
+                    ",".join(seen[0].learners) or "-",
+                )
+            self._conf_seen = seen
+            if self.on_conf_change is not None:
+                self.on_conf_change(*seen)
 
     async def _handle(self, ready: Ready) -> None:
         send = self.transport.send
@@ -275,6 +299,16 @@ class NodeRuntime:
         log.info("event=snapshot node=%s index=%d", self.raft.id, applied)
 
     # -- clients -------------------------------------------------------------------------------
+
+    async def change_membership(self, change: ConfChange, timeout: float = 5.0) -> None:
+        """Make one membership change and wait until it is committed and applied. Raises
+        NotLeader, ConfChangeRejected, ProposalLost or TimeoutError."""
+        index = self.raft.propose_conf_change(change)
+        outcome = _Outcome()
+        deadline = anyio.current_time() + timeout
+        self._proposals[index] = _Pending(deadline, outcome, self.raft.term, time.perf_counter())
+        self._wake()
+        await outcome.wait()
 
     def submit(self, commands: Sequence[bytes], answers: Sequence[Answer], timeout: float) -> None:
         """Propose `commands` as one batch; each answer is called once, with what the state

@@ -3,7 +3,7 @@
 Theory of operation: a snapshot file `<index>-<term>.snap` (both zero-padded to 20 digits, so the
 names sort by index) holds
 
-    magic "RMSNAP1\\n" | u32 meta length | meta (JSON: index, term, voters, learners)
+    magic "RMSNAP1\\n" | u32 meta length | meta (JSON: index, term, voters, learners, contexts)
     | u64 data length | data | u32 CRC32C of everything before it
 
 It is written under a temporary name, fsynced, renamed into place and the directory fsynced, so a
@@ -56,6 +56,7 @@ def encode_snapshot(snapshot: Snapshot) -> bytes:
             "term": meta.term,
             "voters": list(meta.conf.voters),
             "learners": list(meta.conf.learners),
+            "contexts": dict(meta.conf.contexts),
         },
         sort_keys=True,
     ).encode()
@@ -85,7 +86,10 @@ def decode_snapshot(path: Path, blob: bytes) -> Snapshot:
         offset += meta_length
         (data_length,) = _U64.unpack_from(body, offset)
         offset += 8
-        conf = ConfState(tuple(meta["voters"]), tuple(meta["learners"]))
+        contexts = meta.get("contexts", {})
+        if not all(isinstance(c, str) for c in contexts.values()):
+            raise TypeError("member contexts must be strings")
+        conf = ConfState(tuple(meta["voters"]), tuple(meta["learners"]), tuple(contexts.items()))
         snapshot_meta = SnapshotMeta(int(meta["index"]), int(meta["term"]), conf)
     except (struct.error, ValueError, KeyError, TypeError) as error:
         raise CorruptionError(path, offset, f"undecodable snapshot metadata: {error}") from error

@@ -18,7 +18,7 @@ from typing import Generic, Protocol, TypeVar
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from raft_manager.core import Message
+from raft_manager.core import Message, NodeId
 
 DEFAULT_QUEUE_MESSAGES = 4096
 BACKOFF_START = 0.02
@@ -101,6 +101,10 @@ class Transport(Protocol):
     ) -> None: ...
 
     def send(self, msg: Message) -> None: ...
+
+    def set_peers(self, peers: dict[NodeId, str]) -> None:
+        """The members changed: reach exactly these peers (id -> address) from now on; what was
+        queued for a peer no longer listed is dropped and its connection closed."""
 
     @property
     def stats(self) -> TransportStats: ...

@@ -8,6 +8,8 @@ many requests in flight; each carries an `id` that its response echoes. Requests
         `ack` is the lowest request number of the session still awaiting its answer
     {"v": 1, "id": n, "op": "query", "body": {...}, "stale": bool}
         a ledger query: linearizable (ReadIndex) unless `stale`, when any node answers locally
+    {"v": 1, "id": n, "op": "members", "body": {"kind": "list"} or a change}
+        list the members, or add / promote / remove one (see raft_manager/server/members.py)
     {"v": 1, "id": n, "op": "status"}
     {"v": 1, "id": n, "op": "transfer", "target": id, or "" for the most up-to-date follower}
 
@@ -28,7 +30,7 @@ import msgpack
 from .codec import FrameError
 
 CLIENT_PROTOCOL_VERSION = 1
-OPS = ("command", "query", "status", "transfer")
+OPS = ("command", "query", "members", "status", "transfer")
 ERROR_CODES = (
     "not_leader",
     "lost",
@@ -36,6 +38,7 @@ ERROR_CODES = (
     "timeout",
     "bad_request",
     "invalid_command",
+    "conf_rejected",
     "unavailable",
 )
 MAX_REQUEST_BYTES = 16 << 20
@@ -60,6 +63,8 @@ def encode_request(request: Request) -> bytes:
         message["ack"] = request.ack
     elif request.op == "query":
         message.update(body=request.body, stale=request.stale)
+    elif request.op == "members":
+        message["body"] = request.body
     elif request.op == "transfer":
         message["target"] = request.target
     return msgpack.packb(message, use_bin_type=True)  # type: ignore[no-any-return]
@@ -77,7 +82,7 @@ def decode_request(frame: bytes) -> Request:
     request_id, op = message.get("id"), message.get("op")
     if type(request_id) is not int or op not in OPS:
         raise FrameError("bad-request", "a request needs an integer id and a known op")
-    if op in ("command", "query") and not isinstance(message.get("body"), dict):
+    if op in ("command", "query", "members") and not isinstance(message.get("body"), dict):
         raise FrameError("bad-request", f"{op} needs a map body")
     if op == "command":
         session, seq, ack = message.get("session", ""), message.get("seq", 0), message.get("ack", 0)
@@ -89,6 +94,8 @@ def decode_request(frame: bytes) -> Request:
         if type(stale) is not bool:
             raise FrameError("bad-request", "stale must be true or false")
         return Request(request_id, op, message["body"], stale=stale)
+    if op == "members":
+        return Request(request_id, op, message["body"])
     if op == "transfer":
         target = message.get("target", "")
         if not isinstance(target, str):

@@ -6,9 +6,9 @@ Theory of operation: a frame is one msgpack array
 
 with the message's own fields in the order its dataclass declares them (the sender and term
 included; the recipient is implied by the connection). Entries travel as [index, term, type, data]
-arrays, snapshot metadata as [index, term, voters, learners]. On a byte stream each frame is
-preceded by its length (u32, big-endian), and a frame longer than the receiver's cap is refused
-before it is read.
+arrays, snapshot metadata as [index, term, voters, learners, contexts]. On a byte stream each
+frame is preceded by its length (u32, big-endian), and a frame longer than the receiver's cap is
+refused before it is read.
 
 Decoding is strict and total: anything that is not exactly a frame of this version, for this
 cluster, with fields of the right shapes, raises FrameError with a short reason (which a transport
@@ -90,7 +90,14 @@ def _encode_value(value: Any) -> Any:
     if isinstance(value, tuple):  # entries
         return [[entry.index, entry.term, int(entry.type), entry.data] for entry in value]
     if isinstance(value, SnapshotMeta):
-        return [value.index, value.term, list(value.conf.voters), list(value.conf.learners)]
+        conf = value.conf
+        return [
+            value.index,
+            value.term,
+            list(conf.voters),
+            list(conf.learners),
+            dict(conf.contexts),
+        ]
     return value
 
 
@@ -125,15 +132,23 @@ def _decode_entries(value: Any) -> tuple[Entry, ...]:
 
 
 def _decode_meta(value: Any) -> SnapshotMeta:
-    if not (isinstance(value, list) and len(value) == 4):
-        raise FrameError("bad-field", "snapshot meta must be [index, term, voters, learners]")
-    index, term, voters, learners = value
+    if not (isinstance(value, list) and len(value) == 5):
+        raise FrameError(
+            "bad-field", "snapshot meta must be [index, term, voters, learners, contexts]"
+        )
+    index, term, voters, learners, contexts = value
     if type(index) is not int or type(term) is not int:
         raise FrameError("bad-field", "snapshot meta index and term must be integers")
     for ids in (voters, learners):
         if not (isinstance(ids, list) and all(isinstance(node, str) for node in ids)):
             raise FrameError("bad-field", "snapshot configuration must list node ids")
-    return SnapshotMeta(index, term, ConfState(tuple(voters), tuple(learners)))
+    if not (
+        isinstance(contexts, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in contexts.items())
+    ):
+        raise FrameError("bad-field", "member contexts must map node ids to strings")
+    conf = ConfState(tuple(voters), tuple(learners), tuple(contexts.items()))
+    return SnapshotMeta(index, term, conf)
 
 
 _NESTED: dict[str, Callable[[Any], Any]] = {"entries": _decode_entries, "meta": _decode_meta}

@@ -55,7 +55,10 @@ class RedisStreamsTransport:
         self.max_stream_length = max_stream_length
         self.stats = TransportStats()
         self._peers = [peer for peer in peers if peer != node_id]
-        self._outboxes = {peer: Outbox[bytes](queue_messages) for peer in self._peers}
+        self._queue_messages = queue_messages
+        self._outboxes: dict[NodeId, Outbox[bytes]] = {}
+        self._scopes: dict[NodeId, anyio.CancelScope] = {}
+        self._task_group: TaskGroup | None = None
         self._deliver: Callable[[Message], None] | None = None
 
     async def serve(
@@ -66,10 +69,32 @@ class RedisStreamsTransport:
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         self._deliver = deliver
+        self._task_group = task_group
         for peer in self._peers:
-            task_group.start_soon(self._run_sender, peer)
+            self._start_sender(peer)
         task_status.started()
         await self._run_receiver()
+
+    def set_peers(self, peers: dict[NodeId, str]) -> None:
+        """Only the ids matter here (a peer's inbox is its stream); a new peer's sender task
+        starts in the task group given to `serve`."""
+        wanted = [peer for peer in sorted(peers) if peer != self.node_id]
+        for peer in self._peers:
+            if peer not in wanted:
+                self._outboxes.pop(peer, None)
+                scope = self._scopes.pop(peer, None)
+                if scope is not None:
+                    scope.cancel()
+        for peer in wanted:
+            if peer not in self._outboxes and self._task_group is not None:
+                self._start_sender(peer)
+        self._peers = wanted
+
+    def _start_sender(self, peer: NodeId) -> None:
+        assert self._task_group is not None
+        self._outboxes[peer] = Outbox[bytes](self._queue_messages)
+        self._scopes[peer] = anyio.CancelScope()
+        self._task_group.start_soon(self._run_sender, peer)
 
     def send(self, msg: Message) -> None:
         outbox = self._outboxes.get(msg.to)
@@ -82,6 +107,10 @@ class RedisStreamsTransport:
         return aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=2)
 
     async def _run_sender(self, peer: NodeId) -> None:
+        with self._scopes[peer]:
+            await self._send_to(peer)
+
+    async def _send_to(self, peer: NodeId) -> None:
         key = inbox_key(self.cluster_id, peer)
         outbox = self._outboxes[peer]
         backoff = Backoff(f"{self.node_id}->{peer}")

@@ -41,6 +41,7 @@ class _Peer:
     def __init__(self, address: str, capacity: int) -> None:
         self.address = address
         self.outbox = Outbox[bytes](capacity)
+        self.scope = anyio.CancelScope()  # cancelled when the peer leaves the cluster
 
 
 class TcpTransport:
@@ -91,6 +92,19 @@ class TcpTransport:
         self._peers[peer] = state
         self._task_group.start_soon(self._run_peer, peer, state)
 
+    def set_peers(self, peers: dict[NodeId, str]) -> None:
+        wanted = {peer: address for peer, address in peers.items() if peer != self.node_id}
+        for peer, state in list(self._peers.items()):
+            if wanted.get(peer) != state.address:
+                state.scope.cancel()
+                del self._peers[peer]
+                log.info("event=peer_removed peer=%s", peer)
+        self._addresses = wanted
+        if self._task_group is not None:
+            for peer, address in wanted.items():
+                if peer not in self._peers:
+                    self._start_peer(peer, address)
+
     def send(self, msg: Message) -> None:
         """Queue `msg` for its recipient; never blocks (a full queue or unknown peer drops it)."""
         peer = self._peers.get(msg.to)
@@ -101,6 +115,10 @@ class TcpTransport:
             self.stats.dropped["queue-full"] += 1
 
     async def _run_peer(self, peer: NodeId, state: _Peer) -> None:
+        with state.scope:
+            await self._drain_to(peer, state)
+
+    async def _drain_to(self, peer: NodeId, state: _Peer) -> None:
         backoff = Backoff(f"{self.node_id}->{peer}")
         while True:
             try:

@@ -1,0 +1,58 @@
+"""The membership commands against a real local cluster: cluster add / remove (the leader
+included), members list / add / promote / remove, their JSON and their refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from test_cli_cluster import _free_base_port
+from typer.testing import CliRunner
+
+from raft_manager.cli.main import app
+
+
+def _members(output: str) -> dict[str, str]:
+    listed = json.loads(output)["members"]
+    assert all(set(member) == {"id", "address", "role"} for member in listed)
+    return {member["id"]: member["role"] for member in listed}
+
+
+def test_a_local_cluster_grows_and_shrinks_and_loses_its_leader(tmp_path: Path) -> None:
+    runner = CliRunner()
+    directory = tmp_path / "local"
+    cluster = ["--cluster", str(directory / "cluster.toml")]
+    base = str(_free_base_port())
+    up = runner.invoke(
+        app, ["cluster", "up", "--dir", str(directory), "--base-port", base, "--json"]
+    )
+    try:
+        assert up.exit_code == 0, up.output
+        leader = json.loads(up.stdout)["leader"]
+        added = runner.invoke(app, ["cluster", "add", "--dir", str(directory), "--json"])
+        assert added.exit_code == 0, added.output
+        assert _members(added.stdout) == dict.fromkeys(("n1", "n2", "n3", "n4"), "voter")
+        assert "join = true" in (directory / "cluster.toml").read_text()
+
+        removed = runner.invoke(
+            app, ["cluster", "remove", leader, "--dir", str(directory), "--json"]
+        )
+        assert removed.exit_code == 0, removed.output
+        assert leader not in _members(removed.stdout) and len(_members(removed.stdout)) == 3
+        listed = runner.invoke(app, ["members", "list", *cluster, "--json"])
+        assert listed.exit_code == 0 and _members(listed.stdout) == _members(removed.stdout)
+        health = runner.invoke(app, ["health", *cluster])
+        assert health.exit_code == 0, health.output  # the removed node is not counted
+        put = runner.invoke(app, ["memory", "put", "k", "1", *cluster, "--json"])
+        assert put.exit_code == 0, put.output  # the three left elected a leader
+
+        refused = runner.invoke(app, ["members", "remove", "n9", *cluster])
+        assert refused.exit_code == 1 and "not a member" in refused.stderr
+        bad = runner.invoke(
+            app, ["members", "add", "n9", "nowhere", "--client-address", "127.0.0.1:1", *cluster]
+        )
+        assert bad.exit_code == 2
+        promote = runner.invoke(app, ["members", "promote", "n2", "--wait", "0", *cluster])
+        assert promote.exit_code == 1 and "not a learner" in promote.stderr
+    finally:
+        runner.invoke(app, ["cluster", "down", "--dir", str(directory)])
