@@ -31,6 +31,7 @@ from raft_manager.core import (
     VoteResponse,
 )
 from raft_manager.core.raft import Ready
+from raft_manager.ledger import parse_query
 from raft_manager.sim.cluster import SimCluster, SimNode
 from raft_manager.sim.invariants import Checker, DurableShadow
 from raft_manager.storage.memory import MemoryStorage
@@ -160,7 +161,7 @@ class Net:
             self.storage[node_id] = storage
             self.checker.on_persist(node_id, storage.entries, None, False)
         for node_id, raft in self.nodes.items():
-            self.checker.on_commit(node_id, raft.log.committed, raft.log.entries, 0)
+            self.checker.on_commit(node_id, raft.log.committed)
         self.configs = {node_id: raft.config for node_id, raft in self.nodes.items()}
         for node_id in list(self.nodes):
             self.pump(node_id)
@@ -178,7 +179,7 @@ class Net:
             storage.save(ready.hard_state, ready.entries, ready.snapshot)
             checker.on_persist(node_id, ready.entries, ready.snapshot, raft.role is Role.LEADER)
             if ready.hard_state is not None:
-                checker.on_commit(node_id, ready.hard_state.commit, storage.entries, storage.offset)
+                checker.on_commit(node_id, ready.hard_state.commit)
             if ready.soft_state is not None and ready.soft_state.role is Role.LEADER:
                 checker.on_leader(node_id, raft.term)
                 self.leaders.append((node_id, raft.term))
@@ -342,5 +343,13 @@ def stable_leader(cluster: SimCluster, max_ticks: int = 200) -> SimNode:
     return node
 
 
+MEMORY_LIST = parse_query({"query": "memory.list", "limit": 10_000})
+
+
+def memory(node: SimNode) -> dict[str, Any]:
+    """The node's shared memory (the ledger's default namespace), key: value."""
+    return {item["key"]: item["value"] for item in node.ledger.query(MEMORY_LIST)["items"]}
+
+
 def committed_everywhere(cluster: SimCluster, index: int, node_ids: Iterable[str]) -> bool:
-    return all(cluster.nodes[n].kv.applied >= index for n in node_ids)
+    return all(cluster.nodes[n].applied >= index for n in node_ids)

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scenario_helpers import memory
 
 from raft_manager.core import (
     AppendEntries,
@@ -116,7 +117,7 @@ def _leader() -> Raft:
     cluster = SimCluster(3, 11)
     leader = elect(cluster)
     for k in range(4):
-        cluster.propose(leader.id, f"k{k}", f"v{k}")
+        cluster.put(leader.id, f"k{k}", f"v{k}")
     cluster.run(10)
     raft = leader.core()
     assert raft.role is Role.LEADER
@@ -132,7 +133,7 @@ def _leader_lagging() -> Raft:
     lagging = next(node_id for node_id in IDS if node_id != leader.id)
     cluster.isolate(lagging)
     for k in range(6):
-        cluster.propose(leader.id, f"k{k}", f"v{k}")
+        cluster.put(leader.id, f"k{k}", f"v{k}")
         cluster.tick()
     cluster.run(5)
     assert cluster.compact(leader.id)
@@ -924,11 +925,11 @@ def test_random_well_formed_sequences_never_crash(data: st.DataObject, role: str
 def commit_fresh_write(cluster: SimCluster, key: str, value: str, bound: int = 500) -> bool:
     proposed_at: int | None = None
     for _ in range(bound):
-        if all(n.kv.data.get(key) == value for n in cluster.nodes.values()):
+        if all(memory(n).get(key) == value for n in cluster.nodes.values()):
             return True
         leader = cluster.leader()
         stale = proposed_at is None or cluster.now - proposed_at > 40
-        if leader is not None and stale and cluster.propose(leader.id, key, value) is not None:
+        if leader is not None and stale and cluster.put(leader.id, key, value) is not None:
             proposed_at = cluster.now
         cluster.tick()
     return False
@@ -975,6 +976,6 @@ def test_cluster_keeps_working_while_fed_garbage(data: st.DataObject, seed: int)
         if tick % 7 == 0:
             leader = cluster.leader()
             if leader is not None:
-                cluster.propose(leader.id, f"k{tick}", "x")
+                cluster.put(leader.id, f"k{tick}", "x")
         cluster.tick()
     assert commit_fresh_write(cluster, "after", "2")  # the Checker ran at every step

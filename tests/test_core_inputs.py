@@ -12,7 +12,7 @@ def test_report_unreachable_drops_a_streaming_peer_back_to_probing() -> None:
     leader = cluster.leader()
     assert leader is not None
     raft = leader.core()
-    cluster.propose(leader.id, "k", "v")
+    cluster.put(leader.id, "k", "v")
     cluster.run(5)
     follower = next(peer for peer in raft.progress if peer != raft.id)
     assert raft.progress[follower].state is ProgressState.REPLICATE

@@ -14,6 +14,7 @@ from scenario_helpers import (
     log_of,
     make,
     make_leader,
+    memory,
     of_type,
     step,
     tick_until_campaign,
@@ -386,8 +387,8 @@ def test_single_node_sim_cluster_applies_proposal_without_ticks() -> None:
     cluster = SimCluster(1, seed=3)
     node = cluster.nodes["n1"]
     assert node.core().role is Role.LEADER
-    index = cluster.propose("n1", "k", "v")
+    index = cluster.put("n1", "k", "v")
     assert index is not None
-    assert node.kv.data == {"k": "v"}
-    assert node.kv.applied == index
+    assert memory(node) == {"k": "v"}
+    assert node.applied == index
     assert cluster.now == 0

@@ -9,6 +9,7 @@ from scenario_helpers import (
     RecordingCluster,
     has_stable_leader,
     make_leader,
+    memory,
     run_until,
     stable_leader,
 )
@@ -130,7 +131,7 @@ def test_leadership_transfer_to_caught_up_follower_is_quick_and_bumps_term_once(
     leader = stable_leader(cluster)
     term = leader.core().term
     for k in range(3):
-        cluster.propose(leader.id, f"k{k}", "v")
+        cluster.put(leader.id, f"k{k}", "v")
     cluster.run(5)
     target = followers(cluster, leader)[-1]
     assert cluster.transfer(target)
@@ -145,10 +146,10 @@ def test_leadership_transfer_to_caught_up_follower_is_quick_and_bumps_term_once(
     assert leader.core().leader == target
     assert leader.core().transfer_target is None
     # The new leader serves writes.
-    index = cluster.propose(target, "after", "transfer")
+    index = cluster.put(target, "after", "transfer")
     assert index is not None
     run_until(
-        cluster, lambda: all(n.kv.data.get("after") == "transfer" for n in cluster.live()), 20
+        cluster, lambda: all(memory(n).get("after") == "transfer" for n in cluster.live()), 20
     )
 
 
@@ -158,13 +159,13 @@ def test_leadership_transfer_to_lagging_follower_catches_it_up_first() -> None:
     target = followers(cluster, leader)[0]
     cluster.isolate(target)
     for k in range(5):
-        cluster.propose(leader.id, f"k{k}", "v")
+        cluster.put(leader.id, f"k{k}", "v")
     cluster.run(3)
     cluster.heal()
     assert cluster.transfer(target)
     node = cluster.nodes[target]
     run_until(cluster, lambda: node.core().role is Role.LEADER, 2 * ELECTION_TICK)
-    assert node.kv.data.get("k4") == "v"  # it won holding every committed write
+    assert memory(node).get("k4") == "v"  # it won holding every committed write
 
 
 def test_leadership_transfer_to_down_target_aborts_after_one_election_timeout() -> None:
@@ -178,7 +179,7 @@ def test_leadership_transfer_to_down_target_aborts_after_one_election_timeout() 
     assert raft.transfer_target == target
     with pytest.raises(ProposalDropped):
         raft.propose(b"k=refused")
-    assert cluster.propose(leader.id, "k", "refused") is None
+    assert cluster.put(leader.id, "k", "refused") is None
 
     cluster.run(ELECTION_TICK - 1)
     assert raft.transfer_target == target  # still trying...
@@ -186,9 +187,9 @@ def test_leadership_transfer_to_down_target_aborts_after_one_election_timeout() 
     assert raft.transfer_target is None  # ...abandoned after one election timeout
     assert raft.role is Role.LEADER
     assert raft.term == term
-    index = cluster.propose(leader.id, "k", "accepted")
+    index = cluster.put(leader.id, "k", "accepted")
     assert index is not None
-    run_until(cluster, lambda: leader.kv.data.get("k") == "accepted", 10)
+    run_until(cluster, lambda: memory(leader).get("k") == "accepted", 10)
 
 
 def test_proposals_refused_while_transfer_in_progress() -> None:
@@ -203,7 +204,7 @@ def test_proposals_refused_while_transfer_in_progress() -> None:
         with pytest.raises(ProposalDropped):
             leader.core().propose_batch([b"k=v", b"k=w"])
         cluster.tick()
-    assert leader.kv.data == {}
+    assert memory(leader) == {}
 
 
 def test_leadership_transfer_to_non_voter_is_rejected() -> None:
@@ -251,9 +252,9 @@ def test_read_index_on_leader_cut_off_from_majority_is_never_answered_then_fails
 def test_read_index_on_leader_with_quorum_is_answered_at_commit_index() -> None:
     cluster = RecordingCluster(3, 7)
     leader = stable_leader(cluster)
-    index = cluster.propose(leader.id, "k", "v1")
+    index = cluster.put(leader.id, "k", "v1")
     assert index is not None
-    run_until(cluster, lambda: leader.kv.data.get("k") == "v1", 10)
+    run_until(cluster, lambda: memory(leader).get("k") == "v1", 10)
     commit = leader.core().log.committed
     context = cluster.read(leader.id, "k")
     assert context is not None
@@ -265,10 +266,10 @@ def test_read_index_on_leader_with_quorum_is_answered_at_commit_index() -> None:
 def test_read_index_on_follower_is_forwarded_and_answered_by_leader() -> None:
     cluster = RecordingCluster(3, 8)
     leader = stable_leader(cluster)
-    cluster.propose(leader.id, "k", "v1")
+    cluster.put(leader.id, "k", "v1")
     follower = followers(cluster, leader)[0]
     node = cluster.nodes[follower]
-    run_until(cluster, lambda: node.kv.data.get("k") == "v1", 10)
+    run_until(cluster, lambda: memory(node).get("k") == "v1", 10)
     commit = leader.core().log.committed
     context = cluster.read(follower, "k")
     assert context is not None
@@ -338,11 +339,11 @@ def test_after_partition_heals_a_leader_is_elected_and_a_write_commits_within_bo
     cluster.heal()
     start = cluster.now
     leader = stable_leader(cluster, LIVENESS_BOUND)
-    index = cluster.propose(leader.id, "live", "yes")
+    index = cluster.put(leader.id, "live", "yes")
     assert index is not None
     run_until(
         cluster,
-        lambda: sum(n.kv.data.get("live") == "yes" for n in cluster.live()) >= 3,
+        lambda: sum(memory(n).get("live") == "yes" for n in cluster.live()) >= 3,
         LIVENESS_BOUND - (cluster.now - start),
     )
     assert cluster.now - start <= LIVENESS_BOUND
@@ -357,19 +358,19 @@ def test_minority_side_cannot_commit_during_partition_but_catches_up_after_heal(
     minority = [leader.id, followers(cluster, leader)[0]]
     majority = [n for n in cluster.ids if n not in minority]
     cluster.partition(minority, majority)
-    index = cluster.propose(leader.id, "lost", "write")
+    index = cluster.put(leader.id, "lost", "write")
     assert index is not None
     run_until(cluster, lambda: has_stable_leader(cluster) and cluster.leader() is not leader, 100)
     cluster.run(ELECTION_TICK)
-    assert all("lost" not in cluster.nodes[n].kv.data for n in cluster.ids)
+    assert all("lost" not in memory(cluster.nodes[n]) for n in cluster.ids)
     new_leader = cluster.leader()
     assert new_leader is not None
     assert new_leader.id in majority
-    cluster.propose(new_leader.id, "kept", "write")
+    cluster.put(new_leader.id, "kept", "write")
     cluster.heal()
     run_until(
         cluster,
-        lambda: all(n.kv.data.get("kept") == "write" for n in cluster.live()),
+        lambda: all(memory(n).get("kept") == "write" for n in cluster.live()),
         LIVENESS_BOUND,
     )
-    assert all("lost" not in n.kv.data for n in cluster.live())  # the minority write was dropped
+    assert all("lost" not in memory(n) for n in cluster.live())  # the minority write was dropped

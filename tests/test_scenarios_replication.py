@@ -13,6 +13,7 @@ from scenario_helpers import (
     flush,
     log_of,
     make,
+    memory,
     run_until,
     stable_leader,
     step,
@@ -318,7 +319,7 @@ def test_fast_backtracking_counts_one_rejection_per_conflicting_term() -> None:
 
 # == snapshots: a follower that missed compacted entries ===========================================
 
-CHUNK = 64
+CHUNK = 256  # a ledger snapshot of 31 keys (3.7 KB) goes in 15 chunks
 
 
 def compacted_while_follower_down(seed: int = 5) -> tuple[RecordingCluster, str, str]:
@@ -327,16 +328,16 @@ def compacted_while_follower_down(seed: int = 5) -> tuple[RecordingCluster, str,
     cluster = RecordingCluster(3, seed=seed, snapshot_chunk_bytes=CHUNK)
     leader = stable_leader(cluster)
     follower, other = (n for n in cluster.ids if n != leader.id)
-    cluster.propose(leader.id, "a", "before-crash")
-    run_until(cluster, lambda: cluster.nodes[follower].kv.data.get("a") == "before-crash", 50)
+    cluster.put(leader.id, "a", "before-crash")
+    run_until(cluster, lambda: memory(cluster.nodes[follower]).get("a") == "before-crash", 50)
 
     cluster.crash(follower)
     for k in range(30):
-        assert cluster.propose(leader.id, f"key{k}", f"value-{k}-" + "x" * 10) is not None
+        assert cluster.put(leader.id, f"key{k}", f"value-{k}-" + "x" * 10) is not None
         cluster.tick()
     last = leader.core().log.last_index
     run_until(
-        cluster, lambda: all(cluster.nodes[n].kv.applied >= last for n in (leader.id, other)), 50
+        cluster, lambda: all(cluster.nodes[n].applied >= last for n in (leader.id, other)), 50
     )
     cluster.run(5)  # let every message in flight land (or be lost)
     assert cluster.compact(leader.id)
@@ -354,7 +355,7 @@ def assert_installed_in_chunks_then_replicates(
     expected_chunks = math.ceil(len(snapshot.data) / CHUNK)
     assert expected_chunks >= 3
 
-    run_until(cluster, lambda: node.kv.data == leader.kv.data, max_ticks)
+    run_until(cluster, lambda: memory(node) == memory(leader), max_ticks)
     chunks = [m for m in cluster.delivered if isinstance(m, InstallSnapshot) and m.to == follower]
     offsets = sorted({m.offset for m in chunks})
     assert offsets == [k * CHUNK for k in range(expected_chunks)]  # several chunks, in order
@@ -370,9 +371,9 @@ def assert_installed_in_chunks_then_replicates(
     assert node.storage.snapshot.meta == snapshot.meta
 
     # Normal replication resumes after the snapshot.
-    index = cluster.propose(leader_id, "after", "snapshot")
+    index = cluster.put(leader_id, "after", "snapshot")
     assert index is not None
-    run_until(cluster, lambda: node.kv.data.get("after") == "snapshot", 50)
+    run_until(cluster, lambda: memory(node).get("after") == "snapshot", 50)
     appends = [
         m
         for m in cluster.delivered
@@ -383,7 +384,7 @@ def assert_installed_in_chunks_then_replicates(
     assert appends
     assert appends[0].prev_index >= snapshot.meta.index
     assert node.core().log.term(index) == leader.core().term
-    assert node.kv.data == leader.kv.data
+    assert memory(node) == memory(leader)
 
 
 def test_follower_down_during_compaction_installs_chunked_snapshot_then_replicates() -> None:
@@ -391,7 +392,7 @@ def test_follower_down_during_compaction_installs_chunked_snapshot_then_replicat
     cluster.restart(follower)
     # A client write right after the restart makes the leader send to the follower, which then
     # rejects, is probed, and is found to need the snapshot. (For an idle cluster see below.)
-    assert cluster.propose(leader_id, "b", "after-restart") is not None
+    assert cluster.put(leader_id, "b", "after-restart") is not None
     assert_installed_in_chunks_then_replicates(cluster, leader_id, follower, max_ticks=100)
 
 
@@ -413,7 +414,7 @@ def test_follower_that_missed_appends_catches_up_in_idle_cluster(fault: str) -> 
     else:
         cluster.isolate(follower)
     for k in range(5):
-        cluster.propose(leader.id, f"k{k}", "v")
+        cluster.put(leader.id, f"k{k}", "v")
     cluster.run(20)  # the writes commit on the majority; the appends to the follower are lost
     if fault == "crash":
         cluster.restart(follower)
@@ -421,7 +422,7 @@ def test_follower_that_missed_appends_catches_up_in_idle_cluster(fault: str) -> 
         cluster.heal()
     node = cluster.nodes[follower]
     # Heartbeats go out every tick: ten election timeouts is plenty to catch up 5 entries.
-    run_until(cluster, lambda: node.kv.applied == leader.kv.applied, 100)
+    run_until(cluster, lambda: node.applied == leader.applied, 100)
 
 
 def test_snapshot_chunks_are_sent_about_once_each() -> None:
@@ -429,13 +430,13 @@ def test_snapshot_chunks_are_sent_about_once_each() -> None:
     # duplicate starts a chunk/ack ping-pong that lasts until the transfer ends.
     cluster, leader_id, follower = compacted_while_follower_down()
     cluster.restart(follower)
-    assert cluster.propose(leader_id, "b", "after-restart") is not None
+    assert cluster.put(leader_id, "b", "after-restart") is not None
     snapshot = cluster.nodes[leader_id].core().snapshot
     assert snapshot is not None
     expected_chunks = math.ceil(len(snapshot.data) / CHUNK)
     start, first_message = cluster.now, len(cluster.delivered)
     node = cluster.nodes[follower]
-    run_until(cluster, lambda: node.kv.data == cluster.nodes[leader_id].kv.data, 100)
+    run_until(cluster, lambda: memory(node) == memory(cluster.nodes[leader_id]), 100)
     ticks = cluster.now - start
     chunks = [
         m

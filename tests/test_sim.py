@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -14,6 +15,8 @@ from typer.testing import CliRunner
 from raft_manager.cli.main import app
 from raft_manager.core import RestoredState
 from raft_manager.core.log import RaftLog
+from raft_manager.ledger.sessions import SessionTable
+from raft_manager.ledger.tasks import Emit, TaskBook
 from raft_manager.sim.runner import run_seeds
 from raft_manager.sim.schedule import SimOptions, run_seed
 from raft_manager.storage.file import FileStorage
@@ -58,6 +61,7 @@ def test_cli_json_reports_seeds_and_violations() -> None:
     assert report["violations"] == []
     assert report["elections"] > 0 and report["commits"] > 0
     assert report["steps_per_second"] > 0
+    assert report["workload"]["task.claim"] > 0
 
 
 def test_cli_rejects_bad_arguments() -> None:
@@ -89,6 +93,65 @@ def test_a_broken_read_index_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Raft, "_leader_read", careless_read)
     summary = run_seeds(list(range(300)), SimOptions(), workers=1)
     assert {v.invariant for v in summary.violations} == {"Linearizable Read"}
+
+
+def test_the_swarm_workload_claims_completes_and_expires_leases() -> None:
+    summary = run_seeds(list(range(60)), SimOptions(), workers=1)
+    assert [(v.seed, v.invariant, v.detail) for v in summary.violations] == []
+    done = summary.workload
+    for count in (
+        "submits_acknowledged",
+        "task.claim",
+        "task.renew",
+        "task.complete",
+        "task.fail",
+        "leases_expired",  # a task claimed again after its holder's lease ran out
+        "stale_holders_refused",  # a late renew / complete / fail from a former holder
+        "retries_deduplicated",  # a second copy of a request, answered from the session record
+        "retries_refused_stale",  # a second copy arriving after the client moved on
+        "clock_entries",
+    ):
+        assert done.get(count, 0) > 0, count
+
+
+def test_a_ledger_that_hands_a_held_task_to_another_agent_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Before each claim, take every task another agent holds back to the queue, lease or not.
+    real_claim = TaskBook.claim
+
+    def greedy_claim(
+        self: TaskBook, cmd: dict[str, Any], index: int, now: int, emit: Emit
+    ) -> dict[str, Any]:
+        holders = {t.agent for t in self.tasks.values() if t.state == "claimed"} - {cmd["agent"]}
+        for holder in sorted(h for h in holders if h is not None):
+            self.release_agent(holder, "taken over", now, emit)
+        return real_claim(self, cmd, index, now, emit)
+
+    monkeypatch.setattr(TaskBook, "claim", greedy_claim)
+    summary = run_seeds(list(range(30)), SimOptions(), workers=1)
+    assert {v.invariant for v in summary.violations} == {"Lease Exclusion"}
+
+
+def test_a_session_table_that_applies_retries_again_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_recall = SessionTable.recall
+
+    def forgetful_recall(self: SessionTable, session_id: str, seq: int, ack: int, now: int) -> Any:
+        real_recall(self, session_id, seq, ack, now)
+        return None  # never answer from the record: a retried command runs again
+
+    monkeypatch.setattr(SessionTable, "recall", forgetful_recall)
+    summary = run_seeds(list(range(30)), SimOptions(), workers=1)
+    assert "Exactly Once" in {v.invariant for v in summary.violations}
+
+
+def test_a_snapshot_that_loses_a_task_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_dump = TaskBook.dump
+    monkeypatch.setattr(TaskBook, "dump", lambda self: real_dump(self)[:-1])
+    summary = run_seeds(list(range(30)), SimOptions(), workers=1)
+    assert "Acknowledged Submit" in {v.invariant for v in summary.violations}
 
 
 def test_nodes_restart_from_real_files_and_recover_what_was_persisted(tmp_path: Path) -> None:

@@ -1,20 +1,32 @@
-"""A simulated cluster: Raft cores, in-memory disks, the KV state machine and a faulty network.
+"""A simulated cluster: Raft cores, in-memory disks, the swarm ledger and a faulty network.
 
 Theory of operation: `SimCluster` plays the runtime for every node, exactly as the contract in
 core/raft.py asks: after each input it drains the node's Readies, persisting (MemoryStorage) before
 sending, then applying committed entries, serving reads that became safe, and calling advance. A
-crash throws away the Raft object and the state machine and keeps only the storage; a restart
-rebuilds both from it. With `disk_latency` > 0 a write takes a random number of ticks, as a real
+crash throws away the Raft object and the ledger and keeps only the storage; a restart rebuilds
+both from it. With `disk_latency` > 0 a write takes a random number of ticks, as a real
 fsync does: the node keeps stepping meanwhile, its leader messages (sendable before persist) leave
 at once and everything else waits for the write, and a crash before the write completes loses it.
 A node may also keep a real disk (any Storage, opened through the `disks` provider): every write
 then goes to both, the disk is reopened on restart, and what it recovers must equal the in-memory
-model of what was persisted (the Durability invariant). Every persist, commit,
-apply, election and read is reported to the invariant Checker, which raises on the first
-violation. A bounded ring of recent events is kept for the violation report.
+model of what was persisted (the Durability invariant).
+
+Every node runs the swarm ledger (raft_manager/ledger) as its state machine, as a real node does:
+a proposal is a validated ledger command in the log envelope, stamped by the proposing node's
+virtual clock (`TICK_MS` per tick, plus that node's fixed skew); committed NORMAL entries go to
+`Ledger.apply`, linearizable reads are `memory.get` queries. A command proposed with a session is
+answered (appended to `answers`) when the node that proposed it applies it in the term it was
+proposed in; a crash, a lost term or a snapshot over it leaves it unanswered, and the client
+retries. With `clock_every` > 0 a leader that proposed nothing for that many ticks proposes a
+`clock` entry, as the node's gateway does, so leases expire on an idle ledger too.
+
+Every persist, commit, apply (with the ledger's result), election and read is reported to the
+invariant Checker, which raises on the first violation; after a node restores a snapshot, and
+when `audit` asks, its ledger's tasks are checked against the acknowledged submits. A bounded
+ring of recent events is kept for the violation report.
 
 Scenario tests drive this class by hand (tick, deliver, partition); the random schedules in
-schedule.py drive it with seeded faults.
+schedule.py drive it with seeded faults and the clients of workload.py.
 """
 
 from __future__ import annotations
@@ -26,6 +38,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from raft_manager.core import (
+    Entry,
+    EntryType,
     Message,
     NotLeader,
     ProposalDropped,
@@ -35,15 +49,25 @@ from raft_manager.core import (
     ReadState,
     RestoredState,
     Role,
+    Snapshot,
     sendable_before_persist,
 )
 from raft_manager.core.raft import Ready
+from raft_manager.ledger import Command, Ledger, encode_entry, parse_command, parse_query
+from raft_manager.ledger.commands import Clock, LedgerConfig, MemoryPut
 from raft_manager.storage.base import Storage
 from raft_manager.storage.memory import MemoryStorage
 
 from .invariants import Checker, InvariantViolation
-from .kv import KVStateMachine, encode_put
 from .network import LinkFaults, Network
+
+TICK_MS = 100  # virtual milliseconds per tick, on the proposing node's clock
+CLOCK = Clock()
+LEDGER_CONFIG = LedgerConfig()  # shared: every replica must have the same
+
+
+def _ledger() -> Ledger:
+    return Ledger(LEDGER_CONFIG)
 
 
 class DiskProvider(Protocol):
@@ -59,6 +83,16 @@ class ClientRead:
     key: str
     floor: int  # the cluster's commit index when the read was asked
     index: int = -1  # the read index, once known
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A session's command, applied by the node it was proposed to, in the term it was."""
+
+    session: str
+    seq: int
+    index: int
+    result: dict[str, Any]
 
 
 @dataclass(slots=True)
@@ -77,10 +111,15 @@ class SimNode:
     storage: MemoryStorage = field(default_factory=MemoryStorage)  # the model of what is durable
     disk: Storage | None = None  # a real storage written alongside, when the cluster has disks
     raft: Raft | None = None
-    kv: KVStateMachine = field(default_factory=KVStateMachine)
+    ledger: Ledger = field(default_factory=_ledger)
+    applied: int = 0  # the last entry applied (NORMAL entries go to the ledger, others do not)
     reads: dict[bytes, ClientRead] = field(default_factory=dict)
+    # This node's session proposals not answered yet: index -> (term, session, seq).
+    proposed: dict[int, tuple[int, str, int]] = field(default_factory=dict)
     write: Write | None = None
     incarnation: int = 0
+    clock_skew_ms: int = 0
+    last_proposal: int = 0  # the tick of the last entry this node stamped
 
     @property
     def up(self) -> bool:
@@ -101,6 +140,8 @@ class SimCluster:
         faults: LinkFaults | None = None,
         disk_latency: int = 0,
         disks: DiskProvider | None = None,
+        clock_every: int = 0,
+        clock_skew_ms: int = 0,
         trace_length: int = 40,
         **config: Any,
     ) -> None:
@@ -111,11 +152,16 @@ class SimCluster:
         self.network = Network(random.Random(self.rng.getrandbits(64)), faults)
         self.disk_latency = disk_latency
         self.disks = disks
+        self.clock_every = clock_every
         self.base_config = RaftConfig(id=self.ids[0], voters=self.ids, **config)
         self.checker = Checker(self.ids)
         self.nodes = {node_id: SimNode(node_id) for node_id in self.ids}
+        if clock_skew_ms:
+            for node in self.nodes.values():
+                node.clock_skew_ms = self.rng.randint(0, clock_skew_ms)
         self.stats: Counter[str] = Counter()
         self.trace: deque[str] = deque(maxlen=trace_length)
+        self.answers: list[Answer] = []  # drained by the clients
         self._read_counter = 0
         for node_id in self.ids:
             self.restart(node_id)
@@ -130,13 +176,13 @@ class SimCluster:
         restored = node.storage.load()
         if self.disks is not None:
             restored = self._reopen_disk(node, restored)
-        node.kv = KVStateMachine()
-        if restored.snapshot is not None:
-            node.kv.restore(restored.snapshot.data)
+        node.ledger, node.applied = _ledger(), 0
         config = replace(self.base_config, id=node_id)
         node_rng = random.Random(f"{self.seed}/{node_id}/{node.incarnation}")
         node.raft = Raft(config, node_rng, restored)
         self.note(f"start {node_id} term={node.raft.term} last={node.raft.log.last_index}")
+        if restored.snapshot is not None:
+            self._restore(node, restored.snapshot)
         self.process(node)
 
     def _reopen_disk(self, node: SimNode, expected: RestoredState) -> RestoredState:
@@ -164,12 +210,14 @@ class SimCluster:
             self.disks.discard(self.seed)
 
     def crash(self, node_id: str) -> None:
-        """Kill a node: its Raft object, state machine and any write in flight are lost."""
+        """Kill a node: its Raft object, ledger, unanswered proposals and any write in flight are
+        lost."""
         node = self.nodes[node_id]
         if not node.up:
             return
         node.raft = None
         node.reads.clear()
+        node.proposed.clear()
         torn = " (write lost)" if node.write is not None else ""
         node.write = None
         self.stats["crashes"] += 1
@@ -188,9 +236,17 @@ class SimCluster:
                 self._complete_write(node)
         for node_id in node_ids if node_ids is not None else self.ids:
             node = self.nodes[node_id]
-            if node.raft is not None:
-                node.raft.tick()
+            raft = node.raft
+            if raft is not None:
+                raft.tick()
                 self.process(node)
+                if (
+                    self.clock_every
+                    and raft.role is Role.LEADER
+                    and self.now - node.last_proposal >= self.clock_every
+                    and self.propose(node_id, CLOCK) is not None
+                ):
+                    self.stats["clock_entries"] += 1  # an idle leader moves the ledger's clock
         self.deliver_due()
 
     def deliver_due(self) -> None:
@@ -239,7 +295,7 @@ class SimCluster:
             node.disk.save(ready.hard_state, ready.entries, ready.snapshot)
         checker.on_persist(node.id, ready.entries, ready.snapshot, write.was_leader)
         if ready.hard_state is not None:
-            checker.on_commit(node.id, ready.hard_state.commit, storage.entries, storage.offset)
+            checker.on_commit(node.id, ready.hard_state.commit)
         if ready.soft_state is not None and ready.soft_state.role is Role.LEADER:
             checker.on_leader(node.id, write.term)
             self.stats["elections"] += 1
@@ -249,18 +305,42 @@ class SimCluster:
                 self.network.send(msg, self.now)
         if ready.snapshot is not None:
             checker.on_restore(node.id, ready.snapshot)
-            node.kv.restore(ready.snapshot.data)
             self.stats["snapshots_installed"] += 1
             self.note(f"{node.id} installs snapshot {ready.snapshot.meta.index}")
+            self._restore(node, ready.snapshot)
         for entry in ready.committed_entries:
             checker.on_apply(node.id, entry)
-            node.kv.apply(entry)
+            self._apply(node, entry)
         for context in ready.failed_reads:
             node.reads.pop(context, None)
         for read_state in ready.read_states:
             self._read_ready(node, read_state)
         if ready.committed_entries or ready.snapshot is not None:
             self._serve_reads(node)
+
+    # -- the state machine -----------------------------------------------------------------------
+
+    def _apply(self, node: SimNode, entry: Entry) -> None:
+        if entry.index != node.applied + 1:
+            raise AssertionError(f"{node.id} applied {entry.index} after {node.applied}")
+        node.applied = entry.index
+        if entry.type is not EntryType.NORMAL:
+            return
+        result = node.ledger.apply(entry)
+        self.checker.on_result(node.id, entry, result)
+        proposed = node.proposed.pop(entry.index, None)
+        if proposed is not None and proposed[0] == entry.term:
+            self.answers.append(Answer(proposed[1], proposed[2], entry.index, result))
+
+    def _restore(self, node: SimNode, snapshot: Snapshot) -> None:
+        node.ledger.restore(snapshot.data)
+        node.applied = snapshot.meta.index
+        self.audit(node)
+
+    def audit(self, node: SimNode) -> None:
+        """Check the node's tasks against every acknowledged submit it has applied."""
+        tasks = {task_id: task.payload for task_id, task in node.ledger.tasks.tasks.items()}
+        self.checker.on_tasks(node.id, node.applied, tasks)
 
     # -- clients ---------------------------------------------------------------------------------
 
@@ -273,18 +353,44 @@ class SimCluster:
                 best = node
         return best
 
-    def propose(self, node_id: str, key: str, value: str) -> int | None:
+    def propose(
+        self, node_id: str, command: Command, session: str = "", seq: int = 0, ack: int = 0
+    ) -> int | None:
+        """Stamp `command` with the node's clock and propose it there; its log index, or None
+        if the node is down or cannot take proposals. With a session, the command is answered
+        in `answers` once this node applies it in the term it was proposed in."""
+        raft = self._leading(node_id)
+        if raft is None:
+            return None  # what Raft.propose would say (NotLeader), without stamping an entry
         node = self.nodes[node_id]
-        if node.raft is None:
-            return None
+        node.last_proposal = self.now
+        data = encode_entry(command, self.now * TICK_MS + node.clock_skew_ms, session, seq, ack)
         try:
-            index = node.raft.propose(encode_put(key, value))
-        except (NotLeader, ProposalDropped):
+            index = raft.propose(data)
+        except ProposalDropped:
             return None
+        if session:
+            node.proposed[index] = (raft.term, session, seq)
         self.stats["proposals"] += 1
-        self.note(f"propose {key}={value} at {node_id} -> {index}")
+        if isinstance(command, MemoryPut):
+            what = f"put {command.key}={command.value}"
+        else:
+            what = f"{command.op} {session}#{seq}" if session else command.op
+        self.note(f"propose {what} at {node_id} -> {index}")
         self.process(node)
         return index
+
+    def put(self, node_id: str, key: str, value: str) -> int | None:
+        """Propose `memory.put` of key=value (no session: written once, never answered)."""
+        if self._leading(node_id) is None:
+            return None  # not worth validating a command no one will take
+        command = parse_command({"op": "memory.put", "key": key, "value": value})
+        return self.propose(node_id, command)
+
+    def _leading(self, node_id: str) -> Raft | None:
+        """The node's core if it is up and believes it leads (only then can it propose)."""
+        raft = self.nodes[node_id].raft
+        return raft if raft is not None and raft.role is Role.LEADER else None
 
     def read(self, node_id: str, key: str) -> bytes | None:
         node = self.nodes[node_id]
@@ -308,11 +414,12 @@ class SimCluster:
             self._serve_reads(node)
 
     def _serve_reads(self, node: SimNode) -> None:
-        applied = node.kv.applied
+        applied = node.applied
         served = [ctx for ctx, read in node.reads.items() if 0 <= read.index <= applied]
         for context in served:
             read = node.reads.pop(context)
-            value = node.kv.data.get(read.key)
+            item = node.ledger.query(parse_query({"query": "memory.get", "key": read.key}))["item"]
+            value = item["value"] if item is not None else None
             self.checker.on_read(node.id, read.key, read.floor, read.index, applied, value)
             self.stats["reads_served"] += 1
 
@@ -320,9 +427,9 @@ class SimCluster:
         """Snapshot a node's state machine at its applied index and compact its log."""
         node = self.nodes[node_id]
         raft = node.raft
-        if raft is None or node.kv.applied <= raft.log.offset:
+        if raft is None or node.applied <= raft.log.offset:
             return False
-        snapshot = raft.compact(node.kv.applied, node.kv.snapshot())
+        snapshot = raft.compact(node.applied, node.ledger.snapshot())
         node.storage.compact(snapshot)
         if node.disk is not None:
             node.disk.compact(snapshot)

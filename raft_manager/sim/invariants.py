@@ -15,18 +15,39 @@ each property is a constant-time comparison at the moment it can first break:
   durably (what makes an acknowledged write survive any minority of crashes).
 - Linearizable Read: a read is served at an index no lower than any commit index reached before it
   began, and returns the value the committed prefix gives at the index it was served at.
+
+The ledger's properties are judged on the reference apply stream: the results of the first
+replica to apply each index (a later index is always first applied by a replica that applied, or
+restored a snapshot of, everything before it). The checker decodes each entry itself, keeps the
+ledger's clock as the largest entry timestamp so far, and learns from the results which writes,
+claims, renewals and completions took effect:
+
+- Deterministic Apply: every replica's result for an index equals the reference result (a replica
+  restored from a snapshot included).
+- Lease Exclusion: a task is claimed only when no other lease on it is still valid on the ledger
+  clock, and a renew, complete or fail is accepted only from the holder, with its fencing token,
+  before its lease ends. (The workload registers no agents and cancels nothing, so a lease ends
+  only by complete, fail or expiry.)
+- Exactly Once: a command retried under the same session and request number gets the result of
+  its first apply, or is refused as `stale_request`; and no two tasks in a ledger carry the same
+  payload marker (the workload gives each submit its own).
+- Acknowledged Submit: a node that has applied the index at which a submit was acknowledged holds
+  that task (checked by `on_tasks`: after a snapshot restore and at the end of a run).
 """
 
 from __future__ import annotations
 
 import bisect
-from collections import defaultdict
-from collections.abc import Sequence
+import json
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from raft_manager.core import Entry, EntryType, NodeId, Snapshot
+from raft_manager.core import Entry, NodeId, Snapshot
+from raft_manager.ledger.commands import Args
 
-from .kv import decode_put
+Result = dict[str, Any]
 
 
 class InvariantViolation(Exception):
@@ -61,6 +82,13 @@ class DurableShadow:
         return None
 
 
+@dataclass(slots=True)
+class Lease:
+    agent: str
+    token: int
+    until: int  # ms, on the ledger clock
+
+
 class Checker:
     def __init__(self, voters: Sequence[NodeId]) -> None:
         self.voters = tuple(voters)
@@ -68,7 +96,22 @@ class Checker:
         self.leaders: dict[int, NodeId] = {}
         self.entry_chains: dict[tuple[int, int], int] = {}
         self.committed: list[int] = [0]  # committed[i]: chain of the committed prefix at i
-        self._writes: dict[str, tuple[list[int], list[str]]] = defaultdict(lambda: ([], []))
+        # The reference apply stream: its results, clock and what took effect.
+        self.results: dict[int, Result] = {}
+        self.frontier = 0  # the highest index a replica applied a NORMAL entry at
+        self.ledger_now = 0
+        self.counts: Counter[str] = Counter()  # what the workload got done, for the report
+        self._writes: dict[str, tuple[list[int], list[Any]]] = defaultdict(lambda: ([], []))
+        self._requests: dict[tuple[str, int], int] = {}  # (session, seq): index first applied
+        self._leases: dict[str, Lease] = {}  # task id: its latest lease not given back
+        self._acknowledged: list[tuple[int, str]] = []  # (index answered at, task id)
+        self._effects: dict[str, Callable[[NodeId, Args, Result], None]] = {
+            "memory.put": self._put,
+            "task.claim": self._claim,
+            "task.renew": self._holder_acts,
+            "task.complete": self._holder_acts,
+            "task.fail": self._holder_acts,
+        }
 
     @property
     def commit_index(self) -> int:
@@ -117,8 +160,8 @@ class Checker:
         del shadow.chains[: index - shadow.offset]
         shadow.offset, shadow.offset_chain = index, found or 0
 
-    def on_commit(self, node: NodeId, commit: int, log: Sequence[Entry], log_offset: int) -> None:
-        """`node` has commit index `commit`; `log` are its durable entries after `log_offset`."""
+    def on_commit(self, node: NodeId, commit: int) -> None:
+        """`node` has commit index `commit`."""
         shadow = self.shadows[node]
         known = self.commit_index
         if commit <= known:
@@ -131,12 +174,6 @@ class Checker:
             if mine is None:
                 self._fail("State Machine Safety", f"{node} committed {index} it does not hold")
             self.committed.append(mine or 0)
-            entry = log[index - log_offset - 1]
-            if entry.type is EntryType.NORMAL:
-                key, value = decode_put(entry.data)
-                indexes, values = self._writes[key]
-                indexes.append(index)
-                values.append(value)
         holders = sum(
             1 for voter in self.voters if self.shadows[voter].chain_at(commit) == self.committed[-1]
         )
@@ -168,13 +205,138 @@ class Checker:
                 f"{node} leads term {term} without committed entry {commit}",
             )
 
-    def value_at(self, key: str, index: int) -> str | None:
+    # -- the ledger ------------------------------------------------------------------------------
+
+    def on_result(self, node: NodeId, entry: Entry, result: Result) -> None:
+        """`node`'s ledger applied `entry` (a committed NORMAL entry) and returned `result`."""
+        index = entry.index
+        if index <= self.frontier:
+            first = self.results.get(index)
+            if result != first:
+                self._fail(
+                    "Deterministic Apply",
+                    f"{node} applied entry {index} with result {result}; the first replica to "
+                    f"apply it got {first}",
+                )
+            return
+        self.frontier = index
+        self.results[index] = result
+        try:
+            envelope = json.loads(entry.data)
+            ts, session, seq, command = envelope["ts"], envelope["s"], envelope["q"], envelope["c"]
+            effect = self._effects.get(command["op"])
+        except (ValueError, TypeError, KeyError):
+            return  # not a ledger entry: hand-made tests propose raw bytes
+        self.ledger_now = max(self.ledger_now, ts)
+        if session:
+            first_index = self._requests.setdefault((session, seq), index)
+            if first_index != index:
+                self._retried(node, session, seq, first_index, index, result)
+                return
+        if result.get("ok"):
+            if effect is not None:
+                effect(node, command, result)
+        elif result.get("error") == "stale_token":
+            self.counts["stale_holders_refused"] += 1
+
+    def _retried(
+        self, node: NodeId, session: str, seq: int, first_index: int, index: int, result: Result
+    ) -> None:
+        first = self.results[first_index]
+        if result == first:
+            self.counts["retries_deduplicated"] += 1
+        elif result.get("error") == "stale_request":
+            self.counts["retries_refused_stale"] += 1
+        else:
+            self._fail(
+                "Exactly Once",
+                f"{node}: request {seq} of session {session} was applied at {first_index} "
+                f"({first}) and again at {index} ({result})",
+            )
+
+    def _put(self, node: NodeId, command: Args, result: Result) -> None:
+        indexes, values = self._writes[command["key"]]
+        indexes.append(self.frontier)
+        values.append(command["value"])
+
+    def _claim(self, node: NodeId, command: Args, result: Result) -> None:
+        task_id, now = result["task_id"], self.ledger_now
+        if task_id is None:
+            return  # nothing to claim
+        held = self._leases.get(task_id)
+        if held is not None:
+            if held.until > now:
+                self._fail(
+                    "Lease Exclusion",
+                    f"{node}: {command['agent']} claimed {task_id} at {now} ms (entry "
+                    f"{self.frontier}) while {held.agent}'s lease under token {held.token} ran "
+                    f"until {held.until} ms",
+                )
+            self.counts["leases_expired"] += 1
+        self._leases[task_id] = Lease(
+            command["agent"], result["fencing_token"], result["lease_until"]
+        )
+        self.counts["task.claim"] += 1
+
+    def _holder_acts(self, node: NodeId, command: Args, result: Result) -> None:
+        task_id, op, now = command["task_id"], command["op"], self.ledger_now
+        held = self._leases.get(task_id)
+        if held is None or (held.agent, held.token) != (command["agent"], command["token"]):
+            holder = f"{held.agent} under token {held.token}" if held else "nobody"
+            self._fail(
+                "Lease Exclusion",
+                f"{node}: {op} of {task_id} by {command['agent']} under token "
+                f"{command['token']} was accepted (entry {self.frontier}); it is held by {holder}",
+            )
+        elif held.until <= now:
+            self._fail(
+                "Lease Exclusion",
+                f"{node}: {op} of {task_id} by {held.agent} was accepted at {now} ms (entry "
+                f"{self.frontier}), after its lease ended at {held.until} ms",
+            )
+        elif op == "task.renew":
+            held.until = result["lease_until"]
+        else:
+            del self._leases[task_id]
+        self.counts[op] += 1
+
+    def on_submit_acknowledged(self, index: int, task_id: str) -> None:
+        """A client was answered, at `index`, that task `task_id` is in the ledger."""
+        self._acknowledged.append((index, task_id))
+        self.counts["submits_acknowledged"] += 1
+
+    def on_tasks(self, node: NodeId, applied: int, tasks: Mapping[str, Any]) -> None:
+        """`node`, applied through `applied`, holds `tasks` (task id: payload)."""
+        for index, task_id in self._acknowledged:
+            if index <= applied and task_id not in tasks:
+                self._fail(
+                    "Acknowledged Submit",
+                    f"{node} applied through {applied} but does not hold task {task_id}, "
+                    f"acknowledged at {index}",
+                )
+        markers = Counter(
+            payload["marker"]
+            for payload in tasks.values()
+            if isinstance(payload, dict) and "marker" in payload
+        )
+        for marker, count in sorted(markers.items()):
+            if count > 1:
+                self._fail(
+                    "Exactly Once",
+                    f"{node} holds {count} tasks with payload marker {marker}: one submit "
+                    "applied more than once",
+                )
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def value_at(self, key: str, index: int) -> Any:
+        """The value of `key` after entry `index`, as the reference apply stream wrote it."""
         indexes, values = self._writes.get(key, ((), ()))
         position = bisect.bisect_right(indexes, index)
         return values[position - 1] if position else None
 
     def on_read(
-        self, node: NodeId, key: str, floor: int, read_index: int, applied: int, value: str | None
+        self, node: NodeId, key: str, floor: int, read_index: int, applied: int, value: Any
     ) -> None:
         if read_index < floor:
             self._fail(

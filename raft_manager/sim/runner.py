@@ -31,6 +31,7 @@ class SimSummary:
     ticks: int = 0
     node_steps: int = 0
     max_liveness_ticks: int = 0
+    workload: dict[str, int] = field(default_factory=dict)  # the ledger workload's counts, summed
     seconds: float = 0.0
 
     @property
@@ -46,6 +47,8 @@ class SimSummary:
         self.ticks += result.ticks
         self.node_steps += result.node_steps
         self.max_liveness_ticks = max(self.max_liveness_ticks, result.liveness_ticks)
+        for name, count in result.workload.items():
+            self.workload[name] = self.workload.get(name, 0) + count
         if result.violation is not None:
             self.violations.append(result.violation)
 
