@@ -38,12 +38,22 @@ def sim_command(
         help="Every Nth seed also writes real WAL files (in a temporary directory) and checks "
         "that each restart recovers exactly what was persisted (0: never).",
     ),
+    membership: bool = typer.Option(
+        False,
+        "--membership",
+        help="Two spare nodes, and random membership changes (add learner, promote, remove, "
+        "the leader included) through the leader, mixed with every fault.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Run N seeded schedules with every fault on and check the Raft invariants after each step."""
     with tempfile.TemporaryDirectory(prefix="raft-manager-sim-") as scratch:
         options = SimOptions(
-            nodes=nodes, steps=steps, disks=ScratchDisks(scratch), disk_every=disk_every
+            nodes=nodes,
+            steps=steps,
+            disks=ScratchDisks(scratch),
+            disk_every=disk_every,
+            membership=membership,
         )
         summary, results = _run(options, seed, seeds, seed_start, workers, as_json)
     if as_json:
@@ -54,6 +64,7 @@ def sim_command(
     else:
         replay = "raft-manager sim" + (f" --nodes {nodes}" if nodes else "")
         replay += f" --steps {steps}" if steps != SimOptions().steps else ""
+        replay += " --membership" if membership else ""
         _print_report(Console(), summary, results[0] if seed is not None else None, replay)
     raise typer.Exit(1 if summary.violations else 0)
 

@@ -25,12 +25,22 @@ invariant Checker, which raises on the first violation; after a node restores a 
 when `audit` asks, its ledger's tasks are checked against the acknowledged submits. A bounded
 ring of recent events is kept for the violation report.
 
+Membership: `spares` nodes beyond the `size` initial voters are built with the initial voters as
+their configuration, so they start as non-members (they never campaign) and learn the
+configuration from the log or a snapshot once added. `conf_change` proposes a change through the
+current leader. Commit Durability needs the majority of the committing leader's configuration: so
+whenever a node (that leads, or led in its current term and stepped down on its own removal) has
+advanced its commit index, the cluster records (term, commit, that node's voters), and a later
+report of commit c in term t by any node is checked against the voters of the first advance to c
+or beyond in term t (a follower's commit of term t came from the leader of term t).
+
 Scenario tests drive this class by hand (tick, deliver, partition); the random schedules in
 schedule.py drive it with seeded faults and the clients of workload.py.
 """
 
 from __future__ import annotations
 
+import bisect
 import random
 from collections import Counter, deque
 from collections.abc import Iterable
@@ -52,6 +62,8 @@ from raft_manager.core import (
     Snapshot,
     sendable_before_persist,
 )
+from raft_manager.core.errors import ConfChangeRejected
+from raft_manager.core.membership import ConfChange, ConfChangeKind
 from raft_manager.core.raft import Ready
 from raft_manager.ledger import Command, Ledger, encode_entry, parse_command, parse_query
 from raft_manager.ledger.commands import Clock, LedgerConfig, MemoryPut
@@ -64,6 +76,15 @@ from .network import LinkFaults, Network
 TICK_MS = 100  # virtual milliseconds per tick, on the proposing node's clock
 CLOCK = Clock()
 LEDGER_CONFIG = LedgerConfig()  # shared: every replica must have the same
+
+
+# Why a leader refused a membership change, by a phrase of ConfChangeRejected's message.
+_REFUSALS = (
+    ("another membership change", "in_flight"),
+    ("no entry of this leader's term", "term_not_committed"),
+    ("has not caught up", "learner_behind"),
+    ("being transferred", "transferring"),
+)
 
 
 def _ledger() -> Ledger:
@@ -120,6 +141,8 @@ class SimNode:
     incarnation: int = 0
     clock_skew_ms: int = 0
     last_proposal: int = 0  # the tick of the last entry this node stamped
+    commit_seen: int = 0  # the highest commit index seen in this incarnation's memory
+    led_term: int = -1  # the last term this incarnation led
 
     @property
     def up(self) -> bool:
@@ -143,9 +166,11 @@ class SimCluster:
         clock_every: int = 0,
         clock_skew_ms: int = 0,
         trace_length: int = 40,
+        spares: int = 0,
         **config: Any,
     ) -> None:
-        self.ids = tuple(f"n{k}" for k in range(1, size + 1))
+        self.initial_voters = tuple(f"n{k}" for k in range(1, size + 1))
+        self.ids = tuple(f"n{k}" for k in range(1, size + spares + 1))  # every node, spares too
         self.seed = seed
         self.rng = random.Random(seed)
         self.now = 0
@@ -153,8 +178,10 @@ class SimCluster:
         self.disk_latency = disk_latency
         self.disks = disks
         self.clock_every = clock_every
-        self.base_config = RaftConfig(id=self.ids[0], voters=self.ids, **config)
-        self.checker = Checker(self.ids)
+        self.base_config = RaftConfig(id=self.ids[0], voters=self.initial_voters, **config)
+        self.checker = Checker(self.initial_voters, self.ids)
+        # term -> (commit indexes a leader of that term advanced to, its voters at each)
+        self._advances: dict[int, tuple[list[int], list[tuple[str, ...]]]] = {}
         self.nodes = {node_id: SimNode(node_id) for node_id in self.ids}
         if clock_skew_ms:
             for node in self.nodes.values():
@@ -177,6 +204,7 @@ class SimCluster:
         if self.disks is not None:
             restored = self._reopen_disk(node, restored)
         node.ledger, node.applied = _ledger(), 0
+        node.commit_seen, node.led_term = restored.hard_state.commit, -1
         config = replace(self.base_config, id=node_id)
         node_rng = random.Random(f"{self.seed}/{node_id}/{node.incarnation}")
         node.raft = Raft(config, node_rng, restored)
@@ -269,6 +297,8 @@ class SimCluster:
     def process(self, node: SimNode) -> None:
         """Drain a node's Readies following the runtime contract."""
         raft = node.raft
+        if raft is not None:
+            self._note_advance(node, raft)
         while raft is not None and node.write is None and raft.has_ready():
             ready = raft.ready()
             for msg in ready.messages:
@@ -279,6 +309,31 @@ class SimCluster:
             if latency:
                 return
             self._complete_write(node)
+
+    def _note_advance(self, node: SimNode, raft: Raft) -> None:
+        """Record the voters of a leader that advanced its commit index (see the docstring)."""
+        if raft.role is Role.LEADER:
+            node.led_term = raft.term
+        committed = raft.log.committed
+        if committed <= node.commit_seen:
+            return
+        node.commit_seen = committed
+        if node.led_term == raft.term:  # leads, or stepped down in this term (removed)
+            commits, voters = self._advances.setdefault(raft.term, ([], []))
+            if not commits or committed > commits[-1]:
+                commits.append(committed)
+                voters.append(raft.conf.voters)
+
+    def commit_voters(self, term: int, commit: int) -> tuple[str, ...] | None:
+        """The voters of the leader of `term` (or, if it never got there, of the latest earlier
+        term: a node's commit may have advanced in memory before a slow write let its Ready out
+        in a later term) when it first advanced its commit to `commit` or beyond."""
+        for candidate in sorted((t for t in self._advances if t <= term), reverse=True):
+            commits, voters = self._advances[candidate]
+            position = bisect.bisect_left(commits, commit)
+            if position < len(voters):
+                return voters[position]
+        return None
 
     def _complete_write(self, node: SimNode) -> None:
         write, raft = node.write, node.raft
@@ -294,8 +349,14 @@ class SimCluster:
         if node.disk is not None:
             node.disk.save(ready.hard_state, ready.entries, ready.snapshot)
         checker.on_persist(node.id, ready.entries, ready.snapshot, write.was_leader)
-        if ready.hard_state is not None:
-            checker.on_commit(node.id, ready.hard_state.commit)
+        hard = ready.hard_state
+        if hard is not None:
+            voters = None
+            if hard.commit > checker.commit_index:
+                voters = self.commit_voters(hard.term, hard.commit)
+                if voters is None:
+                    raise AssertionError(f"{node.id} committed {hard.commit} no leader advanced")
+            checker.on_commit(node.id, hard.commit, voters)
         if ready.soft_state is not None and ready.soft_state.role is Role.LEADER:
             checker.on_leader(node.id, write.term)
             self.stats["elections"] += 1
@@ -437,6 +498,32 @@ class SimCluster:
         self.stats["compactions"] += 1
         self.note(f"{node_id} compacts to {snapshot.meta.index}")
         return True
+
+    def conf_change(self, kind: ConfChangeKind, node_id: str) -> int | None:
+        """Propose a membership change through the current leader: its index, or None when
+        there is no leader or it refused (a change in flight, none of its term committed yet,
+        a change that does not apply, a learner not caught up): the caller retries later."""
+        leader = self.leader()
+        if leader is None:
+            return None
+        raft = leader.core()
+        try:
+            index = raft.propose_conf_change(ConfChange(kind, node_id))
+        except (ConfChangeRejected, NotLeader) as refused:
+            self.stats["conf_changes_refused"] += 1
+            text = str(refused)
+            reason = next(
+                (why for key, why in _REFUSALS if key in text), type(refused).__name__.lower()
+            )
+            self.stats[f"conf_refused.{reason}"] += 1
+            self.note(f"conf {kind.value} {node_id} at {leader.id} refused: {refused}")
+            return None
+        self.stats[f"conf_proposed.{kind.value}"] += 1
+        if kind is ConfChangeKind.REMOVE and node_id == leader.id:
+            self.stats["conf_proposed.remove_leader"] += 1
+        self.note(f"conf {kind.value} {node_id} at {leader.id} -> {index} voters={raft.conf}")
+        self.process(leader)
+        return index
 
     def transfer(self, target: str) -> bool:
         leader = self.leader()

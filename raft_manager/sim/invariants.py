@@ -11,8 +11,9 @@ each property is a constant-time comparison at the moment it can first break:
 - Log Matching: equal (index, term) implies equal chains (checked for every persisted entry).
 - Leader Completeness: a new leader's log holds the whole committed prefix.
 - State Machine Safety: every applied entry and every snapshot matches the committed prefix.
-- Commit Durability: when the commit index first reaches i, a majority of voters hold entry i
-  durably (what makes an acknowledged write survive any minority of crashes).
+- Commit Durability: when the commit index first reaches i, a majority of the voters of the
+  committing leader's configuration (passed in by the caller, who knows it: membership changes)
+  hold entry i durably (what makes an acknowledged write survive any minority of crashes).
 - Linearizable Read: a read is served at an index no lower than any commit index reached before it
   began, and returns the value the committed prefix gives at the index it was served at.
 
@@ -44,7 +45,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from raft_manager.core import Entry, NodeId, Snapshot
+from raft_manager.core import Entry, EntryType, NodeId, Snapshot
+from raft_manager.core.membership import ConfChange
 from raft_manager.ledger.commands import Args
 
 Result = dict[str, Any]
@@ -90,9 +92,12 @@ class Lease:
 
 
 class Checker:
-    def __init__(self, voters: Sequence[NodeId]) -> None:
+    def __init__(self, voters: Sequence[NodeId], nodes: Sequence[NodeId] = ()) -> None:
+        # The default majority for Commit Durability, when on_commit is not told the voters.
         self.voters = tuple(voters)
-        self.shadows: dict[NodeId, DurableShadow] = {v: DurableShadow() for v in voters}
+        # Every node gets a shadow: the initial voters and any that may join later (`nodes`).
+        self.shadows: dict[NodeId, DurableShadow] = {v: DurableShadow() for v in (*voters, *nodes)}
+        self.conf_frontier = 0  # the highest index a replica applied
         self.leaders: dict[int, NodeId] = {}
         self.entry_chains: dict[tuple[int, int], int] = {}
         self.committed: list[int] = [0]  # committed[i]: chain of the committed prefix at i
@@ -160,8 +165,9 @@ class Checker:
         del shadow.chains[: index - shadow.offset]
         shadow.offset, shadow.offset_chain = index, found or 0
 
-    def on_commit(self, node: NodeId, commit: int) -> None:
-        """`node` has commit index `commit`."""
+    def on_commit(self, node: NodeId, commit: int, voters: Sequence[NodeId] | None = None) -> None:
+        """`node` has commit index `commit`; `voters` is the configuration of the leader that
+        advanced the commit index there (default: `self.voters`)."""
         shadow = self.shadows[node]
         known = self.commit_index
         if commit <= known:
@@ -174,19 +180,30 @@ class Checker:
             if mine is None:
                 self._fail("State Machine Safety", f"{node} committed {index} it does not hold")
             self.committed.append(mine or 0)
+        majority_of = self.voters if voters is None else tuple(voters)
+        shadows = self.shadows
         holders = sum(
-            1 for voter in self.voters if self.shadows[voter].chain_at(commit) == self.committed[-1]
+            1
+            for voter in majority_of
+            if voter in shadows and shadows[voter].chain_at(commit) == self.committed[-1]
         )
-        if holders * 2 <= len(self.voters):
+        if holders * 2 <= len(majority_of):
             self._fail(
                 "Commit Durability",
-                f"{node} committed {commit} but only {holders} of {len(self.voters)} hold it",
+                f"{node} committed {commit} but only {holders} of {len(majority_of)} voters "
+                f"{sorted(majority_of)} hold it",
             )
 
     def on_apply(self, node: NodeId, entry: Entry) -> None:
         index = entry.index
         if index > self.commit_index or self.shadows[node].chain_at(index) != self.committed[index]:
             self._fail("State Machine Safety", f"{node} applied an uncommitted entry at {index}")
+        if index > self.conf_frontier:
+            self.conf_frontier = index
+            if entry.type is EntryType.CONF_CHANGE:
+                change = ConfChange.decode(entry.data)
+                kind = change.kind.value if change is not None else "garbage"
+                self.counts[f"conf.{kind}"] += 1  # committed membership changes, by kind
 
     def on_restore(self, node: NodeId, snapshot: Snapshot) -> None:
         meta = snapshot.meta

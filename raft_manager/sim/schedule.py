@@ -8,7 +8,8 @@ phases:
    linearizable reads, task submits, claims under leases, completions, failures, renewals, with
    retried and duplicated requests) and may inject faults (crash, crash in the middle of a write,
    restart, symmetric and asymmetric partitions, healing, loss / duplication / long-delay rates,
-   log compaction, leadership transfer), then advances virtual time. Disk writes take 0 to
+   log compaction, leadership transfer; with `membership`, membership changes through the
+   leader), then advances virtual time. Disk writes take 0 to
    `disk_latency` ticks (0, 1 or 3 by seed), so crashes also strike writes in flight. Each node's
    clock runs ahead of virtual time by a fixed skew of 0 to 500 ms (or none, by seed), and an idle
    leader proposes a `clock` entry every CLOCK_EVERY ticks. The invariant checker runs inside
@@ -30,12 +31,19 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from raft_manager.core.membership import ConfChangeKind
+
 from .cluster import DiskProvider, SimCluster
 from .invariants import InvariantViolation
 from .network import LinkFaults
 from .workload import Workload, believed_leader
 
 ELECTION_TICK = 10
+ADD_LEARNER, PROMOTE, REMOVE = (
+    ConfChangeKind.ADD_LEARNER,
+    ConfChangeKind.PROMOTE,
+    ConfChangeKind.REMOVE,
+)
 CLOCK_EVERY = 10  # ticks: an idle leader's clock entries (1 s, the node's default)
 
 
@@ -51,6 +59,12 @@ class SimOptions:
     # the 4,000 seeds of the two sweeps is 121 ticks (seed 3551, five split rounds in a row).
     stall_bound: int = 15 * ELECTION_TICK
     liveness_bound: int = 300 * ELECTION_TICK
+    # Random membership changes (SPARES extra nodes that start as non-members; see _Chaos).
+    membership: bool = False
+
+
+SPARES = 2  # nodes beyond the initial voters, with membership changes
+MIN_VOTERS = 3  # membership changes never remove a voter below this
 
 
 @dataclass(slots=True)
@@ -103,10 +117,13 @@ def draw_config(rng: random.Random) -> dict[str, Any]:
 class _Chaos:
     """Draws and applies the chaos phase's faults and client operations."""
 
-    def __init__(self, cluster: SimCluster, rng: random.Random, workload: Workload) -> None:
+    def __init__(
+        self, cluster: SimCluster, rng: random.Random, workload: Workload, membership: bool
+    ) -> None:
         self.cluster = cluster
         self.rng = rng
         self.workload = workload
+        self.membership = membership
         self.elections_seen = 0
         self.doomed: dict[str, int] = {}  # node -> tick at which it crashes
 
@@ -158,6 +175,27 @@ class _Chaos:
             cluster.transfer(rng.choice(ids))
         elif roll < 0.175:
             self._weather()
+        elif self.membership and roll < 0.215:
+            self._reconfigure()
+
+    def _reconfigure(self) -> None:
+        """Ask the leader for one random membership change: add a non-member as a learner,
+        promote a learner, remove a learner, or remove a voter (the leader too) while more than
+        MIN_VOTERS remain. A refusal is normal: it is simply drawn again some later tick."""
+        cluster, rng = self.cluster, self.rng
+        leader = cluster.leader()
+        if leader is None:
+            return
+        conf = leader.core().conf
+        options: list[tuple[ConfChangeKind, str]] = []
+        options += [(ADD_LEARNER, n) for n in cluster.ids if n not in conf.members]
+        options += [(PROMOTE, n) for n in conf.learners] * 4
+        options += [(REMOVE, n) for n in conf.learners]
+        if len(conf.voters) > MIN_VOTERS:
+            options += [(REMOVE, n) for n in conf.voters]
+        if options:
+            kind, node_id = rng.choice(options)
+            cluster.conf_change(kind, node_id)
 
     def _weather(self) -> None:
         rng = self.rng
@@ -225,6 +263,7 @@ def run_seed(seed: int, options: SimOptions) -> SeedResult:
         disks=disks,
         clock_every=CLOCK_EVERY,
         clock_skew_ms=clock_skew_ms,
+        spares=SPARES if options.membership else 0,
         **config,
     )
     result = SeedResult(
@@ -238,7 +277,7 @@ def run_seed(seed: int, options: SimOptions) -> SeedResult:
         },
     )
     workload = Workload(cluster, rng)
-    chaos = _Chaos(cluster, rng, workload)
+    chaos = _Chaos(cluster, rng, workload, options.membership)
     try:
         for _ in range(options.steps):
             chaos.act()
@@ -266,6 +305,7 @@ def run_seed(seed: int, options: SimOptions) -> SeedResult:
     result.crashes = stats["crashes"]
     result.workload = {
         **cluster.checker.counts,
+        **{name: count for name, count in stats.items() if name.startswith("conf_")},
         "retries": workload.retries,
         "clock_entries": stats["clock_entries"],
     }
