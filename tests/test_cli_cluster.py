@@ -3,41 +3,25 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 from typer.testing import CliRunner
 
+from raft_manager.cli.cluster import free_base_port
 from raft_manager.cli.main import app
 
 
-def _free_base_port() -> int:
-    # cluster up uses base..base+2 for Raft and base+100..base+102 for clients.
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base: int = probe.getsockname()[1]
-        if base + 102 < 65000 and all(
-            _bindable(port) for port in (*range(base, base + 3), *range(base + 100, base + 103))
-        ):
-            return base
-    raise RuntimeError("no free port range")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+def free_base() -> str:
+    base = free_base_port(3)
+    assert base is not None
+    return str(base)
 
 
 def test_up_status_health_elect_down(tmp_path: Path) -> None:
     runner = CliRunner()
     directory = tmp_path / "local"
     cluster = ["--cluster", str(directory / "cluster.toml")]
-    base = str(_free_base_port())
+    base = free_base()
     up = runner.invoke(
         app, ["cluster", "up", "--dir", str(directory), "--base-port", base, "--json"]
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from test_cli_cluster import _free_base_port
+from test_cli_cluster import free_base
 from typer.testing import CliRunner
 
 from raft_manager.cli.main import app
@@ -22,7 +22,7 @@ def test_a_local_cluster_grows_and_shrinks_and_loses_its_leader(tmp_path: Path) 
     runner = CliRunner()
     directory = tmp_path / "local"
     cluster = ["--cluster", str(directory / "cluster.toml")]
-    base = str(_free_base_port())
+    base = free_base()
     up = runner.invoke(
         app, ["cluster", "up", "--dir", str(directory), "--base-port", base, "--json"]
     )

@@ -10,6 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from raft_manager.transport.client_protocol import (
+    LOG_PAGE_MAX,
+    BadRequest,
     Request,
     decode_request,
     decode_response,
@@ -26,6 +28,10 @@ REQUESTS = [
     Request(4, "status"),
     Request(5, "transfer", target="n2"),
     Request(6, "transfer"),
+    Request(7, "log", start=0, count=0),
+    Request(8, "log", start=120, count=LOG_PAGE_MAX),
+    Request(9, "checkpoint"),
+    Request(10, "digest", index=42),
 ]
 
 
@@ -49,6 +55,18 @@ def _frame(**fields: object) -> bytes:
         _frame(op="query", body="task.list"),
         _frame(op="query", body={}, stale="yes"),
         _frame(op="transfer", target=2),
+        _frame(op="log", count=1),  # no from
+        _frame(op="log", **{"from": -1}, count=1),
+        _frame(op="log", **{"from": "1"}, count=1),
+        _frame(op="log", **{"from": True}, count=1),
+        _frame(op="log", **{"from": 1}),  # no count
+        _frame(op="log", **{"from": 1}, count=LOG_PAGE_MAX + 1),
+        _frame(op="log", **{"from": 1}, count=-1),
+        _frame(op="log", **{"from": 1}, count=2.0),
+        _frame(op="digest"),
+        _frame(op="digest", index=0),
+        _frame(op="digest", index="7"),
+        _frame(op="digest", index=False),
         msgpack.packb({"v": 2, "id": 1, "op": "status"}),
         msgpack.packb({"v": 1, "id": "1", "op": "status"}),
         msgpack.packb([1, 2, 3]),
@@ -59,6 +77,19 @@ def test_malformed_requests_are_refused_as_bad_requests(frame: bytes) -> None:
     with pytest.raises(FrameError) as raised:
         decode_request(frame)
     assert raised.value.reason == "bad-request"
+
+
+def test_a_refusal_carries_the_request_id_when_it_was_readable() -> None:
+    """So the client can match the bad_request answer to its request (else it would wait)."""
+    with pytest.raises(BadRequest) as raised:
+        decode_request(_frame(op="log", **{"from": -1}, count=1))
+    assert raised.value.request_id == 1 and "from" in str(raised.value)
+    with pytest.raises(BadRequest) as raised:
+        decode_request(_frame(op="gossip"))
+    assert raised.value.request_id == 1 and "unknown op" in str(raised.value)
+    with pytest.raises(BadRequest) as raised:
+        decode_request(msgpack.packb({"v": 1, "id": "7", "op": "log"}))
+    assert raised.value.request_id == 0
 
 
 @given(st.binary(max_size=200))

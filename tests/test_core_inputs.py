@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from scenario_helpers import run_until
+
 from raft_manager.core import ProgressState, Role
 from raft_manager.sim.cluster import SimCluster
 
@@ -19,6 +21,6 @@ def test_report_unreachable_drops_a_streaming_peer_back_to_probing() -> None:
     raft.report_unreachable(follower)
     assert raft.progress[follower].state is ProgressState.PROBE
     raft.report_unreachable("stranger")  # unknown peers are ignored
-    cluster.run(5)  # and replication resumes on the next heartbeat answer
-    assert raft.progress[follower].state is ProgressState.REPLICATE
+    # Replication resumes on the next heartbeat answer.
+    run_until(cluster, lambda: raft.progress[follower].state is ProgressState.REPLICATE, 10)
     assert raft.role is Role.LEADER

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,10 +11,12 @@ from pathlib import Path
 import anyio
 import pytest
 from conftest import free_ports
+from crc32c import crc32c
 
 from raft_manager.core import NotLeader, Raft, RaftConfig
 from raft_manager.ledger import Ledger, encode_entry
 from raft_manager.ledger.commands import MemoryPut
+from raft_manager.server.digests import Checkpoints
 from raft_manager.server.runtime import NodeRuntime
 from raft_manager.storage import FileStorage
 from raft_manager.transport.tcp import TcpTransport
@@ -130,3 +133,80 @@ async def test_a_request_past_its_deadline_fails_with_timeout_error() -> None:
         assert outcome == []
         runtime._expire(anyio.current_time() + 1)
     assert len(outcome) == 1
+
+
+async def _applied_alike(runtimes: list[NodeRuntime]) -> None:
+    with anyio.fail_after(5):
+        while len({runtime.raft.log.applied for runtime in runtimes}) != 1:
+            await anyio.sleep(0.01)
+
+
+async def test_a_checkpoint_gives_every_node_its_digest_at_one_index(tmp_path: Path) -> None:
+    async with cluster(tmp_path) as runtimes:
+        leader = await _leader(runtimes)
+        for k in range(30):
+            await leader.propose(_put(f"k{k % 4}", k))
+        made = await leader.checkpoint()
+        index = made["index"]
+        assert leader.raft.log.term(index) == made["term"]
+        assert made["digest"] == hashlib.sha256(leader.state_machine.snapshot()).hexdigest()
+        with anyio.fail_after(5):
+            while any(runtime.digest_at(index)["digest"] is None for runtime in runtimes):
+                await anyio.sleep(0.01)
+        assert {runtime.digest_at(index)["digest"] for runtime in runtimes} == {made["digest"]}
+        await leader.propose(_put("after", 1))  # the state moves on; the note stays
+        assert leader.digest_at(index)["digest"] == made["digest"]
+        assert leader.status()["state_digest"] != made["digest"]
+        unknown = leader.digest_at(index + 10_000)
+        assert unknown["digest"] is None and unknown["applied_index"] < index + 10_000
+        follower = next(runtime for runtime in runtimes if not runtime.is_leader)
+        with pytest.raises(NotLeader):
+            await follower.checkpoint()
+
+
+async def test_log_pages_agree_across_nodes_and_start_after_the_snapshot(tmp_path: Path) -> None:
+    async with cluster(tmp_path, snapshot_every=50) as runtimes:
+        leader = await _leader(runtimes)
+        for k in range(120):
+            await leader.propose(_put(f"k{k % 4}", k))
+        await _applied_alike(runtimes)
+        heads = [runtime.log_page(0, 0) for runtime in runtimes]
+        for runtime, head in zip(runtimes, heads, strict=True):
+            log = runtime.raft.log
+            assert head["entries"] == [] and head["id"] == runtime.raft.id
+            assert head["snapshot_index"] == log.offset >= 50  # compacted
+            assert head["first_index"] == log.offset + 1
+            assert head["snapshot_term"] == log.offset_term
+        low = max(head["first_index"] for head in heads)
+        high = min(head["commit_index"] for head in heads)
+        pages = [runtime.log_page(0, high + 1) for runtime in runtimes]
+        common = [[e for e in page["entries"] if low <= e[0] <= high] for page in pages]
+        assert common[0] == common[1] == common[2] and len(common[0]) == high - low + 1
+        for entry in pages[0]["entries"]:
+            held = runtimes[0].raft.log.entries[entry[0] - runtimes[0].raft.log.offset - 1]
+            assert entry == [held.index, held.term, int(held.type), crc32c(held.data)]
+        window = leader.log_page(low + 2, 3)["entries"]
+        assert [entry[0] for entry in window] == [low + 2, low + 3, low + 4]
+
+
+def test_checkpoint_notes_are_bounded_oldest_first() -> None:
+    notes = Checkpoints(keep=2)
+    for index in (10, 20, 30):
+        notes.record(index, f"d{index}")
+    assert (notes.get(10), notes.get(20), notes.get(30)) == (None, "d20", "d30")
+    with pytest.raises(ValueError):
+        Checkpoints(keep=0)
+
+
+async def test_a_restarted_node_notes_its_checkpoints_again(tmp_path: Path) -> None:
+    """The CHECKPOINT entry survives the WAL; applying the log again notes the same digest."""
+    async with cluster(tmp_path) as runtimes:
+        leader = await _leader(runtimes)
+        for k in range(10):
+            await leader.propose(_put("k", k))
+        made = await leader.checkpoint()
+    async with cluster(tmp_path) as runtimes:
+        with anyio.fail_after(5):
+            while any(r.digest_at(made["index"])["digest"] is None for r in runtimes):
+                await anyio.sleep(0.01)
+        assert {r.digest_at(made["index"])["digest"] for r in runtimes} == {made["digest"]}

@@ -230,6 +230,8 @@ def test_figure8_term4_entry_on_majority_commits_both_and_s5_cannot_overwrite() 
     net.deliver_all()
     assert terms_of(net["s3"]) == [1, 2, 4]
     assert s1.log.committed == 3  # the term-4 entry commits, and the term-2 entry with it
+    net.tick("s1")  # the followers learn the commit index from the next heartbeat
+    net.deliver_all()
     assert net["s2"].log.committed == 3
     assert net["s3"].log.committed == 3
     assert net.checker.commit_index == 3

@@ -1,4 +1,5 @@
-"""`raft-manager agent ...`: register, heartbeat, deregister, list.
+"""`raft-manager agent ...`: register, heartbeat, deregister, list (and `render`, the agent
+definition for agent frameworks: cli/agent_render.py).
 
 Theory of operation: each command is one SwarmClient call (see ledger.py for the cluster, the
 output and the exit codes). An agent is declared dead at the first log entry past its last
@@ -11,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from .agent_render import render_command
 from .ledger import (
     ClusterOption,
     JsonOption,
@@ -23,8 +25,13 @@ from .ledger import (
     show,
     table,
 )
+from .skill import help_of
 
-agent_app = typer.Typer(help="Agents: register, heartbeat, deregister, list.", no_args_is_help=True)
+agent_app = typer.Typer(
+    help="Agents: register, heartbeat, deregister, list; render the agent definition.",
+    no_args_is_help=True,
+)
+agent_app.command("render", help=help_of(render_command))(render_command)
 AgentId = Annotated[str, typer.Argument(help="The agent's id.", show_default=False)]
 
 

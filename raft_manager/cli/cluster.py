@@ -18,10 +18,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,13 @@ from rich.console import Console
 from rich.table import Table
 
 from raft_manager.client import RaftClient
+from raft_manager.client.cluster_view import (
+    Members,
+    health_of,
+    leader_of,
+    status_report,
+    statuses,
+)
 from raft_manager.server.config import ClusterConfig, ConfigError, load_config
 from raft_manager.server.node import check_bindable
 from raft_manager.transport.base import parse_address
@@ -55,9 +62,10 @@ def load_cluster_file(path: Path) -> ClusterConfig:
         raise typer.Exit(2) from None
 
 
-def _write_config(
+def write_config(
     directory: Path, nodes: int, base_port: int, transport: str, redis_url: str
 ) -> Path:
+    """A local cluster file: node k gets Raft port base+k-1 and client port base+100+k-1."""
     lines = ['cluster_id = "local"', f'transport = "{transport}"', f'redis_url = "{redis_url}"']
     for k in range(1, nodes + 1):
         lines += [
@@ -71,14 +79,25 @@ def _write_config(
     return path
 
 
-@dataclass(frozen=True, slots=True)
-class Members:
-    """Whom to ask: node id -> client address, and node id -> Raft address when known. Given as
-    bare addresses (`--cluster HOST:PORT,HOST:PORT`), a node is named by its address until it
-    answers."""
+def free_base_port(nodes: int) -> int | None:
+    """A base port whose write_config layout is free on 127.0.0.1 now (None if 50 tries fail)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base: int = probe.getsockname()[1]
+        ports = (*range(base, base + nodes), *range(base + 100, base + 100 + nodes))
+        if base + 100 + nodes < 65000 and all(_bindable(port) for port in ports):
+            return base
+    return None
 
-    clients: dict[str, str]
-    raft: dict[str, str]
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def resolve_cluster(option: str | None) -> Members:
@@ -94,18 +113,6 @@ def resolve_cluster(option: str | None) -> Members:
     return _config_members(load_cluster_file(_cluster_path(Path(option) if option else None)))
 
 
-async def _statuses(members: Members, timeout: float = 1.0) -> dict[str, dict[str, Any]]:
-    """Answers by member key (node id, or address for bare addresses)."""
-    found: dict[str, dict[str, Any]] = {}
-    async with RaftClient(list(members.clients.values()), timeout=timeout) as client:
-        for key, address in members.clients.items():
-            try:
-                found[key] = await client.status(address)
-            except Exception:  # down, starting, or unreachable: reported as unreachable
-                continue
-    return found
-
-
 def _config_members(config: ClusterConfig) -> Members:
     """The nodes of the file that were not removed."""
     nodes = {node: spec for node, spec in config.nodes.items() if not spec.removed}
@@ -113,14 +120,6 @@ def _config_members(config: ClusterConfig) -> Members:
         {node: spec.client_address for node, spec in nodes.items()},
         {node: spec.address for node, spec in nodes.items()},
     )
-
-
-def _leader_of(statuses: dict[str, dict[str, Any]]) -> tuple[str | None, int]:
-    leaders = [(s["term"], node) for node, s in statuses.items() if s["role"] == "leader"]
-    if leaders:
-        term, node = max(leaders)
-        return node, term
-    return None, max((s["term"] for s in statuses.values()), default=0)
 
 
 @cluster_app.command("up")
@@ -142,7 +141,7 @@ def up_command(
         typer.echo(f"error: --transport must be tcp or redis, not {transport!r}", err=True)
         raise typer.Exit(2)
     if not path.exists():
-        _write_config(directory, nodes, base_port, transport, redis_url)
+        write_config(directory, nodes, base_port, transport, redis_url)
     config = load_cluster_file(path)
     pids: dict[str, int] = {}
     live = {node_id: spec for node_id, spec in config.nodes.items() if not spec.removed}
@@ -161,7 +160,7 @@ def up_command(
     leader: str | None = None
     while leader is None and time.monotonic() < deadline:
         time.sleep(0.1)
-        leader = _leader_of(anyio.run(_statuses, _config_members(config)))[0]
+        leader = leader_of(anyio.run(statuses, _config_members(config)))[0]
     rows = [
         {
             "id": node_id,
@@ -251,35 +250,19 @@ def status_command(
 ) -> None:
     """The leader and term, and every node's role, term, indexes, pid and reachability."""
     members = resolve_cluster(cluster)
-    statuses = anyio.run(_statuses, members)
-    leader, term = _leader_of(statuses)
-    nodes = []
-    for key, client_address in members.clients.items():
-        found = statuses.get(key, {})
-        nodes.append(
-            {
-                "id": found.get("id", key),
-                "role": found.get("role"),
-                "term": found.get("term"),
-                "commit_index": found.get("commit_index"),
-                "applied_index": found.get("applied_index"),
-                "last_index": found.get("last_index"),
-                "pid": found.get("pid"),
-                "address": members.raft.get(key, client_address),
-                "reachable": bool(found),
-            }
-        )
-    leader_id = statuses[leader]["id"] if leader is not None else None
+    answers = anyio.run(statuses, members)
+    report = status_report(members, answers)
     if as_json:
-        typer.echo(json.dumps({"leader": leader_id, "term": term, "nodes": nodes}))
+        typer.echo(json.dumps(report))
     else:
-        table = Table(title=f"leader {leader_id or 'unknown'}, term {term}")
+        nodes = report["nodes"]
+        table = Table(title=f"leader {report['leader'] or 'unknown'}, term {report['term']}")
         for column in nodes[0]:
             table.add_column(column)
         for node in nodes:
             table.add_row(*("-" if value is None else str(value) for value in node.values()))
         Console().print(table)
-    raise typer.Exit(0 if statuses else 1)
+    raise typer.Exit(0 if answers else 1)
 
 
 def health_command(
@@ -287,19 +270,9 @@ def health_command(
 ) -> None:
     """Exit 0 healthy, 1 degraded (a quorum answers), 2 no quorum; prints one line why."""
     members = resolve_cluster(cluster)
-    statuses = anyio.run(_statuses, members)
-    leader, term = _leader_of(statuses)
-    leader_id = statuses[leader]["id"] if leader is not None else None
-    total, answering = len(members.clients), len(statuses)
-    if answering * 2 <= total:
-        typer.echo(f"no quorum: {answering} of {total} nodes answer")
-        raise typer.Exit(2)
-    if leader is None or answering < total:
-        missing = sorted(set(members.clients) - set(statuses))
-        why = f"leader {leader_id}" if leader_id else "no leader known"
-        typer.echo(f"degraded: {why}; {answering} of {total} answer (down: {', '.join(missing)})")
-        raise typer.Exit(1)
-    typer.echo(f"healthy: leader {leader_id}, term {term}, all {total} nodes answer")
+    health = health_of(members, anyio.run(statuses, members))
+    typer.echo(health.reason)
+    raise typer.Exit(health.exit_code)
 
 
 def elect_command(

@@ -15,11 +15,16 @@ from raft_manager import __version__
 from .agent import agent_app
 from .cluster import cluster_app, elect_command, health_command, status_command
 from .decision import decision_app
+from .demo import demo_command
+from .hooks import hooks_app
+from .mcp import mcp_command
 from .members import members_app
 from .memory import memory_app
 from .node import node_command
 from .sim import sim_command
+from .skill import skill_app
 from .task import task_app
+from .verify import verify_command
 from .wal import wal_app
 
 app = typer.Typer(
@@ -46,6 +51,7 @@ def main(
     """A Raft consensus coordinator for AI-agent swarms."""
 
 
+app.command("demo")(demo_command)
 app.command("node")(node_command)
 app.add_typer(cluster_app, name="cluster")
 app.command("status")(status_command)
@@ -58,3 +64,7 @@ app.add_typer(agent_app, name="agent")
 app.add_typer(memory_app, name="memory")
 app.add_typer(decision_app, name="decision")
 app.add_typer(members_app, name="members")
+app.command("mcp")(mcp_command)
+app.command("verify")(verify_command)
+app.add_typer(hooks_app, name="hooks")
+app.add_typer(skill_app, name="skill")

@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import anyio
 import typer
 
-from raft_manager.client import ClientError, SwarmClient
+from raft_manager.client import SwarmClient
+from raft_manager.client.cluster_view import change_members
 from raft_manager.transport.base import parse_address
 
 from .cluster import (
@@ -53,14 +53,7 @@ def _show(as_json: bool, result: dict[str, Any], title: str) -> None:
 
 async def _change(swarm: SwarmClient, body: dict[str, Any], wait: float) -> dict[str, Any]:
     """Make one change; while it is refused because the learner lags, retry until `wait`."""
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            return await swarm.client.members(body)
-        except ClientError as error:
-            if "has not caught up" not in str(error) or time.monotonic() >= deadline:
-                raise
-            await anyio.sleep(0.2)
+    return await change_members(swarm.client, body, wait)
 
 
 def _addresses(address: str, client_address: str) -> None:

@@ -225,12 +225,35 @@ class RaftClient:
         result: dict[str, Any] = await self._call("transfer", target=target or "")
         return result
 
+    async def checkpoint(self) -> dict[str, Any]:
+        """Have the leader propose a checkpoint; `{"index", "term", "digest"}` once it is
+        applied there (each node notes its own digest at that index: see `digest`)."""
+        result: dict[str, Any] = await self._call("checkpoint")
+        return result
+
     async def status(self, address: str) -> dict[str, Any]:
         """One node's own view (no redirect)."""
+        return await self._ask(address, Request(next(self._ids), "status"))
+
+    async def log(self, address: str, start: int, count: int) -> dict[str, Any]:
+        """One node's log bounds and its committed entries in [start, start + count) (at most
+        LOG_PAGE_MAX), as [index, term, type, crc32c] (no redirect)."""
+        return await self._ask(address, Request(next(self._ids), "log", start=start, count=count))
+
+    async def digest(self, address: str, index: int) -> dict[str, Any]:
+        """`{"index", "digest", "applied_index"}`: the state digest one node noted at
+        checkpoint `index` (None when it has none, yet or at all)."""
+        return await self._ask(address, Request(next(self._ids), "digest", index=index))
+
+    async def _ask(self, address: str, request: Request) -> dict[str, Any]:
+        """One node's own answer: ClientError("unavailable") if it does not answer in time,
+        ClientError(code) if it refuses."""
         deadline = anyio.current_time() + self.timeout
-        response = await self._send(address, Request(next(self._ids), "status"), deadline)
-        if response is None or not response["ok"]:
+        response = await self._send(address, request, deadline)
+        if response is None:
             raise ClientError("unavailable", f"{address} did not answer")
+        if not response["ok"]:
+            raise ClientError(response["code"], response["error"])
         result: dict[str, Any] = response["result"]
         return result
 

@@ -50,11 +50,7 @@ def _build(model: type[Model], **fields: Any) -> Model:
     try:
         return model.model_validate(given)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc']) or 'arguments'}: {item['msg']}"
-            for item in error.errors(include_url=False)
-        )
-        raise ClientError("invalid_command", problems) from None
+        raise ClientError("invalid_command", c.explain(error)) from None
 
 
 class SwarmClient:

@@ -5,6 +5,7 @@ Theory of operation: a `Raft` object is one node's protocol brain. The runtime f
     tick()                        one unit of logical time passed
     step(message)                 a message arrived from a peer
     propose(data) / propose_batch(items)    the leader appends client commands
+    propose_checkpoint()          the leader appends a marker to compare replicas' state at
     read_index(context)           a linearizable read was asked for
     transfer_leadership(target)   hand leadership to a caught-up voter
     report_unreachable(peer)      the transport lost a peer
@@ -35,6 +36,10 @@ Protocol choices (Raft paper and dissertation sections in brackets):
 - leadership transfer with TimeoutNow [3.10]; snapshots sent in chunks [5.1].
 Sends are built lazily: proposals and acknowledgements only mark peers dirty, and `ready()` turns
 them into as few AppendEntries as the limits allow, so a burst of proposals batches itself.
+A new commit index is not broadcast on its own: followers learn it from the next AppendEntries
+or from the next heartbeat (every heartbeat carries it), so a sequential write costs four
+messages, not six. Only a leader stepping down after its own removal, and the answer to a
+follower's ReadIndex, send it at once.
 
 The core never reads a clock, a socket, a file or a global RNG; given the same inputs (and RNG
 seed) it produces the same outputs.
@@ -230,18 +235,29 @@ class Raft:
 
     def propose_batch(self, items: Sequence[bytes]) -> int:
         """Append several commands in one go; returns the index of the last."""
+        self._check_may_propose()
+        for item in items:
+            if not isinstance(item, bytes):
+                raise TypeError(f"a proposal must be bytes, not {type(item).__name__}")
+        return self._append_own(EntryType.NORMAL, items)
+
+    def propose_checkpoint(self) -> int:
+        """Append a checkpoint marker (a CHECKPOINT entry, no data); returns its index. The
+        state machine skips it; each runtime that applies it notes a digest of its state there,
+        so replicas can be compared at one index. Raises like `propose`."""
+        self._check_may_propose()
+        return self._append_own(EntryType.CHECKPOINT, (b"",))
+
+    def _check_may_propose(self) -> None:
         if self.role is not Role.LEADER:
             raise NotLeader(self.leader)
         if self.transfer_target is not None:
             raise ProposalDropped(f"leadership is being transferred to {self.transfer_target}")
-        for item in items:
-            if not isinstance(item, bytes):
-                raise TypeError(f"a proposal must be bytes, not {type(item).__name__}")
+
+    def _append_own(self, entry_type: EntryType, items: Sequence[bytes]) -> int:
         term = self.term
         first = self.log.last_index + 1
-        self.log.append(
-            [Entry(first + k, term, EntryType.NORMAL, item) for k, item in enumerate(items)]
-        )
+        self.log.append([Entry(first + k, term, entry_type, item) for k, item in enumerate(items)])
         self._dirty_peers.update(self.progress)
         return self.log.last_index
 
@@ -804,7 +820,6 @@ class Raft:
         index = quorum_value([progress[voter].match for voter in self.conf.voters])
         first_in_term = self.log.term(self.log.committed) != self.term
         if self.log.maybe_commit(index, self.term):
-            self._broadcast_commit = True
             if first_in_term:
                 awaiting, self._reads_awaiting_commit = self._reads_awaiting_commit, []
                 for context, requester in awaiting:
@@ -815,6 +830,7 @@ class Raft:
     def _step_down_removed(self) -> None:
         """Our own removal committed: tell the followers (so they learn it is committed), hand
         leadership to the most up-to-date voter that has the whole log, and stop leading."""
+        self._broadcast_commit = True
         self._flush_sends()
         caught_up = [
             peer for peer in self.conf.voters if self.progress[peer].match == self.log.last_index
@@ -965,6 +981,9 @@ class Raft:
                     frm=self.id, to=requester, term=self.term, context=context, index=index
                 )
             )
+            if index > 0 and requester in self.progress:
+                # It waits to apply up to `index`: tell it the commit index now.
+                self._send_appends(requester, allow_empty=True)
 
     def _drop_pending_reads(self) -> None:
         dropped: list[PendingRead] = self._reads.reset()

@@ -22,7 +22,8 @@ class EntryType(IntEnum):
 
     NORMAL = 0  # an opaque command for the state machine
     NOOP = 1  # appended by every new leader; the state machine skips it
-    CONF_CHANGE = 2  # a membership change (a later issue gives it meaning)
+    CONF_CHANGE = 2  # a membership change (see membership.py)
+    CHECKPOINT = 3  # a marker with no data: the state machine skips it; runtimes note a digest
 
 
 @dataclass(slots=True)

@@ -294,7 +294,8 @@ Query = Annotated[
 QUERY_ADAPTER: TypeAdapter[Query] = TypeAdapter(Query)
 
 
-def _explain(error: ValidationError) -> str:
+def explain(error: ValidationError) -> str:
+    """Every problem pydantic found, as `field: message; ...` (what invalid_command says)."""
     problems = []
     for item in error.errors(include_url=False):
         where = ".".join(str(part) for part in item["loc"]) or "command"
@@ -308,7 +309,7 @@ def parse_command(raw: object, config: LedgerConfig | None = None) -> Command:
     try:
         return COMMAND_ADAPTER.validate_python(raw, context={"max_payload_bytes": limit})
     except ValidationError as error:
-        raise LedgerError("invalid_command", _explain(error)) from None
+        raise LedgerError("invalid_command", explain(error)) from None
 
 
 def parse_query(raw: object) -> Query:
@@ -316,7 +317,7 @@ def parse_query(raw: object) -> Query:
     try:
         return QUERY_ADAPTER.validate_python(raw)
     except ValidationError as error:
-        raise LedgerError("invalid_command", _explain(error)) from None
+        raise LedgerError("invalid_command", explain(error)) from None
 
 
 def encode_entry(command: Command, ts: int, session: str = "", seq: int = 0, ack: int = 0) -> bytes:

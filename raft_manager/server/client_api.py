@@ -6,9 +6,11 @@ answered `invalid_command` at once) and go to the runtime as one batch, each wit
 queues its response; queries, status and transfers run in a task each. Responses, tagged with
 the request's id, are queued on the connection's FrameWriter, which writes everything queued as
 one buffer. A node that is not the leader answers `not_leader` with the leader's client
-address, so the client can follow the redirect. A request that does not decode is answered
-`bad_request` (id 0) and the connection stays up; a frame the stream cannot recover from closes
-the connection. Nothing a client sends can stop the node.
+address, so the client can follow the redirect. `log` and `digest` are answered from this
+node's own log and notes, whatever its role (they serve `raft-manager verify`). A request that
+does not decode is answered `bad_request` (with its id when that was readable, else 0) and the
+connection stays up; a frame the stream cannot recover from closes the connection. Nothing a
+client sends can stop the node.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from raft_manager.ledger import LedgerError
 from raft_manager.transport.base import parse_address
 from raft_manager.transport.client_protocol import (
     MAX_REQUEST_BYTES,
+    BadRequest,
     Request,
     decode_request,
     error_response,
@@ -84,8 +87,8 @@ class ClientServer:
                     for frame in frames:
                         try:
                             request = decode_request(frame)
-                        except FrameError as error:
-                            writer.put(error_response(0, "bad_request", str(error)))
+                        except BadRequest as error:
+                            writer.put(error_response(error.request_id, "bad_request", str(error)))
                             continue
                         if request.op == "command":
                             commands.append(request)
@@ -135,6 +138,12 @@ class ClientServer:
                 result = await self.membership.handle(request.body, self.timeout)
             elif request.op == "transfer":
                 result = await runtime.transfer(request.target or None, self.timeout)
+            elif request.op == "log":
+                result = runtime.log_page(request.start, request.count)
+            elif request.op == "checkpoint":
+                result = await runtime.checkpoint(self.timeout)
+            elif request.op == "digest":
+                result = runtime.digest_at(request.index)
             else:
                 members = self.membership.members()
                 result = {**runtime.status(), **members, "pid": os.getpid()}

@@ -22,12 +22,12 @@ as in etcd: a disk that stalls longer than an election timeout stalls the node's
 A proposal is answered when its entry is applied at its index with its term; if another entry
 is applied there (leadership changed), it fails with ProposalLost and may be retried. Once the
 applied index has moved `snapshot_every` entries past the last snapshot, the state machine is
-snapshotted and the log compacted.
+snapshotted and the log compacted. At a CHECKPOINT entry the runtime notes the digest of the
+state machine (digests.py), which is how replicas are compared at one index.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -53,6 +53,8 @@ from raft_manager.core.raft import Ready
 from raft_manager.storage.base import Storage
 from raft_manager.transport.base import Transport
 
+from .digests import Checkpoints, state_digest
+from .log_view import log_page
 from .metrics import NodeMetrics
 from .state_machine import StateMachine
 
@@ -138,6 +140,7 @@ class NodeRuntime:
         self._safe_reads: list[tuple[int, _Pending]] = []  # (read index, reader)
         self._read_counter = 0
         self._digest = (-1, "")  # (applied index, digest of the state at it)
+        self.checkpoints = Checkpoints()
         self._snapshot_index = raft.log.offset
         if raft.snapshot is not None:  # a restart: the log resumes after the snapshot
             state_machine.restore(raft.snapshot.data)
@@ -268,7 +271,11 @@ class NodeRuntime:
         and a sample per entry cost 4% of a busy leader's time."""
         oldest: _Pending | None = None
         for entry in entries:
-            result = self.state_machine.apply(entry) if entry.type is EntryType.NORMAL else None
+            result: Any = None
+            if entry.type is EntryType.NORMAL:
+                result = self.state_machine.apply(entry)
+            elif entry.type is EntryType.CHECKPOINT:
+                result = self.checkpoints.record(entry.index, state_digest(self.state_machine))
             proposer = self._proposals.pop(entry.index, None)
             if proposer is None:
                 continue
@@ -303,12 +310,25 @@ class NodeRuntime:
     async def change_membership(self, change: ConfChange, timeout: float = 5.0) -> None:
         """Make one membership change and wait until it is committed and applied. Raises
         NotLeader, ConfChangeRejected, ProposalLost or TimeoutError."""
-        index = self.raft.propose_conf_change(change)
+        await self._applied(self.raft.propose_conf_change(change), timeout)
+
+    async def checkpoint(self, timeout: float = 5.0) -> dict[str, Any]:
+        """Propose a checkpoint and wait until it is applied here; returns {"index", "term",
+        "digest"}: the digest of this node's state right after it. Every node that applies it
+        notes its own (see `digest_at`). Raises like `propose`."""
+        term = self.raft.term
+        index = self.raft.propose_checkpoint()
+        digest = await self._applied(index, timeout)
+        return {"index": index, "term": term, "digest": digest}
+
+    async def _applied(self, index: int, timeout: float) -> Any:
+        """Wait until the entry this node just proposed at `index` is applied; return what
+        applying it gave. Raises ProposalLost or TimeoutError."""
         outcome = _Outcome()
         deadline = anyio.current_time() + timeout
         self._proposals[index] = _Pending(deadline, outcome, self.raft.term, time.perf_counter())
         self._wake()
-        await outcome.wait()
+        return await outcome.wait()
 
     def submit(self, commands: Sequence[bytes], answers: Sequence[Answer], timeout: float) -> None:
         """Propose `commands` as one batch; each answer is called once, with what the state
@@ -371,6 +391,21 @@ class NodeRuntime:
                 await anyio.sleep(self.tick_seconds / 2)
         return {"old": old, "new": raft.leader, "term": raft.term}
 
+    def digest_at(self, index: int) -> dict[str, Any]:
+        """The digest this node noted at checkpoint `index`: None when it has not applied that
+        far yet, or never applied the checkpoint (a snapshot took it past), or forgot it."""
+        return {
+            "index": index,
+            "digest": self.checkpoints.get(index),
+            "applied_index": self.raft.log.applied,
+        }
+
+    def log_page(self, start: int, count: int) -> dict[str, Any]:
+        """This node's log bounds and its committed entries in [start, start + count) as
+        [index, term, type, crc32c]: a local read (see log_view.py)."""
+        raft = self.raft
+        return {"id": raft.id, "term": raft.term, **log_page(raft.log, start, count)}
+
     def status(self) -> dict[str, Any]:
         raft = self.raft
         return {
@@ -389,8 +424,7 @@ class NodeRuntime:
         only when the applied index moved."""
         applied = self.raft.log.applied
         if self._digest[0] != applied:
-            digest = hashlib.sha256(self.state_machine.snapshot()).hexdigest()[:16]
-            self._digest = (applied, digest)
+            self._digest = (applied, state_digest(self.state_machine))
         return self._digest[1]
 
     @property
