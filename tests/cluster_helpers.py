@@ -34,10 +34,18 @@ class Cluster:
         self.raft_addresses = {n: f"127.0.0.1:{next(ports)}" for n in nodes}
         self.client_addresses = {n: f"127.0.0.1:{next(ports)}" for n in nodes}
         self.metrics_addresses = {n: f"127.0.0.1:{next(ports)}" for n in nodes}
-        lines = ['cluster_id = "test"', "tick_ms = 20", "election_ticks = 8", *settings]
+        self._head = ['cluster_id = "test"', "tick_ms = 20", "election_ticks = 8", *settings]
         if redis_url is not None:
-            lines += ['transport = "redis"', f'redis_url = "{redis_url}"']
-        for node in nodes:
+            self._head += ['transport = "redis"', f'redis_url = "{redis_url}"']
+        self._joining = joining
+        self.config = directory / "cluster.toml"
+        self.write()
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def write(self, dial: dict[str, dict[str, str]] | None = None) -> None:
+        """(Re)write the cluster file; `dial` gives nodes proxy addresses for their peers."""
+        lines = list(self._head)
+        for node in self.raft_addresses:
             lines += [
                 f"[nodes.{node}]",
                 f'address = "{self.raft_addresses[node]}"',
@@ -45,11 +53,12 @@ class Cluster:
                 f'data_dir = "data/{node}"',
                 f'metrics_address = "{self.metrics_addresses[node]}"',
             ]
-            if node in joining:
+            if node in self._joining:
                 lines.append("join = true")
-        self.config = directory / "cluster.toml"
+            if dial and dial.get(node):
+                pairs = ", ".join(f'{peer} = "{address}"' for peer, address in dial[node].items())
+                lines.append(f"dial = {{ {pairs} }}")
         self.config.write_text("\n".join(lines) + "\n")
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, node: str) -> None:
         log = (self.directory / f"{node}.log").open("ab")

@@ -57,6 +57,11 @@ def test_flags_beat_the_environment_which_beats_the_file(
         (('data_dir = "data/n1"', 'data_dir = "data/n1"\nport = 3'), "port: Extra inputs"),
         (("[nodes.n2]", "[nodes.n1]"), "not valid TOML"),  # a node named twice
         (("[nodes.n1]", "[nodes.'bad id!']"), "node id"),
+        (('data_dir = "data/n1"', 'data_dir = "data/n1"\ndial = { n9 = "127.0.0.1:1" }'), "n9"),
+        (
+            ('data_dir = "data/n1"', 'data_dir = "data/n1"\ndial = { n2 = "nowhere" }'),
+            "bad address",
+        ),
     ],
 )
 def test_bad_files_are_refused_with_the_problem_named(

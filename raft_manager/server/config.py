@@ -49,12 +49,22 @@ class NodeSpec(BaseModel):
     # Removed by a membership change. The node stays in the file, so that every node computes
     # the same initial voters from it, but `cluster up` no longer starts it.
     removed: bool = False
+    # Where this node dials some peers instead of their own address (node id -> address): a
+    # proxy in between, as the chaos harness puts there to cut links.
+    dial: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("address", "client_address", "metrics_address")
     @classmethod
     def _valid_address(cls, value: str | None) -> str | None:
         if value is not None:
             parse_address(value)
+        return value
+
+    @field_validator("dial")
+    @classmethod
+    def _valid_dial(cls, value: dict[str, str]) -> dict[str, str]:
+        for address in value.values():
+            parse_address(address)
         return value
 
 
@@ -106,6 +116,9 @@ class ClusterConfig(BaseSettings):
             raise ValueError("every node has join = true: name at least one initial voter")
         seen: dict[str, str] = {}
         for node_id, spec in self.nodes.items():
+            unknown = sorted(set(spec.dial) - set(self.nodes))
+            if unknown:
+                raise ValueError(f"{node_id}.dial names nodes not in the file: {unknown}")
             for address in (spec.address, spec.client_address):
                 if address in seen:
                     raise ValueError(f"{node_id} and {seen[address]} both use {address}")

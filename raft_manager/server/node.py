@@ -71,7 +71,7 @@ async def run_node(config: ClusterConfig, node_id: str) -> None:
             node_id,
             config.cluster_id,
             spec.address,
-            {peer: other.address for peer, other in config.nodes.items()},
+            {peer: spec.dial.get(peer, other.address) for peer, other in config.nodes.items()},
         )
     ledger = Ledger(config.ledger)
     metrics = NodeMetrics(node_id)
@@ -80,7 +80,9 @@ async def run_node(config: ClusterConfig, node_id: str) -> None:
 
     def reach_members(conf: ConfState, committed: ConfState) -> None:
         addresses = directory.peers(conf, committed)
-        transport.set_peers({member: pair[0] for member, pair in addresses.items()})
+        transport.set_peers(
+            {member: spec.dial.get(member, pair[0]) for member, pair in addresses.items()}
+        )
         client_addresses.update({member: pair[1] for member, pair in addresses.items()})
 
     runtime = NodeRuntime(
