@@ -13,6 +13,8 @@ import typer
 from raft_manager import __version__
 
 from .agent import agent_app
+from .bus import bus_app
+from .check_history import check_history_command
 from .cluster import cluster_app, elect_command, health_command, status_command
 from .decision import decision_app
 from .demo import demo_command
@@ -66,5 +68,7 @@ app.add_typer(decision_app, name="decision")
 app.add_typer(members_app, name="members")
 app.command("mcp")(mcp_command)
 app.command("verify")(verify_command)
+app.command("check-history")(check_history_command)
 app.add_typer(hooks_app, name="hooks")
 app.add_typer(skill_app, name="skill")
+app.add_typer(bus_app, name="bus")

@@ -245,6 +245,14 @@ class RaftClient:
         checkpoint `index` (None when it has none, yet or at all)."""
         return await self._ask(address, Request(next(self._ids), "digest", index=index))
 
+    async def local_query(self, address: str, body: dict[str, Any] | BaseModel) -> dict[str, Any]:
+        """One node's answer to a ledger query from its own state: a stale read, whatever its
+        role (no redirect); ClientError as for `query`, or "unavailable"."""
+        if isinstance(body, BaseModel):
+            body = body.model_dump(mode="json")
+        request = Request(next(self._ids), "query", body=body, stale=True)
+        return _accepted(await self._ask(address, request))
+
     async def _ask(self, address: str, request: Request) -> dict[str, Any]:
         """One node's own answer: ClientError("unavailable") if it does not answer in time,
         ClientError(code) if it refuses."""

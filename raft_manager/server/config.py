@@ -16,6 +16,16 @@ with every problem listed.
     data_dir = "data/n1"
     [ledger]
     max_payload_bytes = 65536    # largest task payload, result or memory value (JSON bytes)
+    [security]                   # optional
+    key_file = "keys.toml"       # HMAC keys: sign bus envelopes (and Raft frames, below)
+    authenticate_frames = true   # MAC every Raft frame with those keys
+    tls_ca_file = "ca.pem"       # TCP between nodes over mutual TLS; each node then names
+                                 # tls_cert_file and tls_key_file in its [nodes.X] table
+    [adapters]                   # optional: the Redis-streams bus to the swarm's peers
+    redis_url = "redis://127.0.0.1:6379/0"
+    peers = ["quorum-manager", "security-manager"]
+
+Paths (data dirs, key and certificate files) relative to the file are taken from its folder.
 """
 
 from __future__ import annotations
@@ -24,7 +34,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -52,6 +69,9 @@ class NodeSpec(BaseModel):
     # Where this node dials some peers instead of their own address (node id -> address): a
     # proxy in between, as the chaos harness puts there to cut links.
     dial: dict[str, str] = Field(default_factory=dict)
+    # With [security] tls_ca_file: this node's certificate (signed by that CA) and its key.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
 
     @field_validator("address", "client_address", "metrics_address")
     @classmethod
@@ -66,6 +86,80 @@ class NodeSpec(BaseModel):
         for address in value.values():
             parse_address(address)
         return value
+
+
+PEER_ROLES = ("quorum-manager", "crdt-synchronizer", "security-manager", "performance-benchmarker")
+PeerRole = Literal[
+    "quorum-manager", "crdt-synchronizer", "security-manager", "performance-benchmarker"
+]
+
+
+def _check_redis_url(value: str) -> str:
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("redis_url must start with redis://, rediss:// or unix://")
+    return value
+
+
+class SecurityConfig(BaseModel):
+    """Keys and TLS; everything off unless named."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key_file: Path | None = None  # TOML or JSON key file (transport/keys.py)
+    authenticate_frames: bool = False  # MAC Raft frames with the key file's keys
+    frame_skew_s: float = Field(default=30.0, gt=0, le=3600)  # clock tolerance for frame keys
+    tls_ca_file: Path | None = None  # mutual TLS between nodes (the tcp transport)
+    tls_check_hostname: bool = True  # a peer's certificate must name the address dialled
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SecurityConfig:
+        if self.authenticate_frames and self.key_file is None:
+            raise ValueError("authenticate_frames needs a key_file")
+        return self
+
+
+class AdaptersConfig(BaseModel):
+    """The Redis-streams bus to the swarm's peers (raft_manager/adapters/)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    redis_url: str = "redis://127.0.0.1:6379/0"  # user:password@ for an ACL user
+    peers: list[PeerRole] = Field(default_factory=list)  # the peer adapters to run
+    # Refuse unsigned envelopes; default: when [security] names a key file.
+    require_signatures: bool | None = None
+    replay_window_s: float = Field(default=30.0, ge=1, le=3600)  # envelope time vs arrival
+    replay_cache: int = Field(default=100_000, ge=100, le=10_000_000)  # envelope ids remembered
+    max_envelope_bytes: int = Field(default=65_536, ge=256, le=16 << 20)
+    dead_letter_after: int = Field(default=5, ge=1, le=1000)  # failed deliveries
+    stream_maxlen: int = Field(default=10_000, ge=100, le=100_000_000)  # MAXLEN ~ per stream
+    claim_idle_ms: int = Field(default=30_000, ge=50, le=86_400_000)  # redeliver after
+    handler_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    dedupe_ttl_s: float = Field(default=120.0, ge=1, le=30 * 86_400)  # handled-id records
+    handled_cache: int = Field(default=10_000, ge=10, le=10_000_000)  # in-process handled ids
+    publish_timeout_s: float = Field(default=10.0, gt=0, le=3600)  # retrying while Redis is away
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        return _check_redis_url(value)
+
+    @field_validator("peers")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("a peer is named twice")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AdaptersConfig:
+        if 2 * self.handler_timeout_s * 1000 >= self.claim_idle_ms:
+            raise ValueError(
+                "claim_idle_ms must exceed twice handler_timeout_s (else a message still being "
+                "handled could be redelivered to another consumer)"
+            )
+        if self.dedupe_ttl_s < 2 * self.replay_window_s:
+            raise ValueError("dedupe_ttl_s must be at least twice replay_window_s")
+        return self
 
 
 class ClusterConfig(BaseSettings):
@@ -85,14 +179,14 @@ class ClusterConfig(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"  # used with transport = "redis"
     clock_ms: int = Field(default=1000, ge=10, le=600_000)  # idle leader's clock entries
     ledger: LedgerConfig = LedgerConfig()  # must be the same on every node
+    security: SecurityConfig = SecurityConfig()
+    adapters: AdaptersConfig | None = None
     nodes: dict[str, NodeSpec]
 
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("redis_url must start with redis://, rediss:// or unix://")
-        return value
+        return _check_redis_url(value)
 
     @field_validator("nodes")
     @classmethod
@@ -123,7 +217,26 @@ class ClusterConfig(BaseSettings):
                 if address in seen:
                     raise ValueError(f"{node_id} and {seen[address]} both use {address}")
                 seen[address] = node_id
+        self._check_tls()
         return self
+
+    def _check_tls(self) -> None:
+        with_tls = self.security.tls_ca_file is not None
+        for node_id, spec in self.nodes.items():
+            named = (spec.tls_cert_file is not None, spec.tls_key_file is not None)
+            if with_tls and named != (True, True):
+                raise ValueError(
+                    f"security.tls_ca_file is set: node {node_id} needs tls_cert_file and "
+                    "tls_key_file"
+                )
+            if not with_tls and any(named):
+                raise ValueError(
+                    f"node {node_id} names a TLS file but security.tls_ca_file is unset"
+                )
+        if with_tls and self.transport != "tcp":
+            raise ValueError(
+                "TLS between nodes is for transport = 'tcp'; for Redis, use a rediss:// URL"
+            )
 
 
 class _FileSource(PydanticBaseSettingsSource):
@@ -173,14 +286,24 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> ClusterC
             for problem in error.errors()
         )
         raise ConfigError(f"{path}: {problems}") from None
+
+    def here(file: Path | None) -> Path | None:
+        return file if file is None or file.is_absolute() else path.parent / file
+
     nodes = {
         node_id: spec.model_copy(
             update={
-                "data_dir": spec.data_dir
-                if spec.data_dir.is_absolute()
-                else path.parent / spec.data_dir
+                "data_dir": here(spec.data_dir),
+                "tls_cert_file": here(spec.tls_cert_file),
+                "tls_key_file": here(spec.tls_key_file),
             }
         )
         for node_id, spec in config.nodes.items()
     }
-    return config.model_copy(update={"nodes": nodes})
+    security = config.security.model_copy(
+        update={
+            "key_file": here(config.security.key_file),
+            "tls_ca_file": here(config.security.tls_ca_file),
+        }
+    )
+    return config.model_copy(update={"nodes": nodes, "security": security})

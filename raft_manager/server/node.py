@@ -4,7 +4,8 @@ Theory of operation: `run_node` opens the node's storage (recovering, or refusin
 corruption), builds the Raft core from what it recovered, and runs the runtime (with the swarm
 ledger as its state machine), the client endpoint and the ledger clock in one task group until
 SIGTERM or SIGINT, then closes the storage. A node address that cannot be bound is reported as
-ConfigError before anything else starts.
+ConfigError before anything else starts, and so are a key file or TLS certificates that
+cannot be used ([security]: frames authenticated with the key file's keys, TCP over mutual TLS).
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ import anyio
 from raft_manager.core import ConfState, Raft, RaftConfig
 from raft_manager.ledger import Ledger
 from raft_manager.storage import FileStorage
+from raft_manager.transport.auth import FrameAuthenticator
 from raft_manager.transport.base import Transport, parse_address
+from raft_manager.transport.keys import KeyFileError, KeyRing, load_key_file
 from raft_manager.transport.redis_streams import RedisStreamsTransport
 from raft_manager.transport.tcp import TcpTransport
+from raft_manager.transport.tls import TlsConfigError, TlsContexts, mutual_tls
 
 from .client_api import ClientServer
 from .config import ClusterConfig, ConfigError
@@ -44,6 +48,25 @@ def check_bindable(address: str) -> None:
             raise ConfigError(f"cannot listen on {address}: {error.strerror}") from None
 
 
+def load_security(config: ClusterConfig, node_id: str) -> tuple[KeyRing | None, TlsContexts | None]:
+    """The key ring ([security] key_file) and this node's TLS contexts, if configured."""
+    security, spec = config.security, config.nodes[node_id]
+    try:
+        keyring = load_key_file(security.key_file) if security.key_file else None
+        tls = None
+        if security.tls_ca_file is not None:
+            assert spec.tls_cert_file is not None and spec.tls_key_file is not None  # validated
+            tls = mutual_tls(
+                spec.tls_cert_file,
+                spec.tls_key_file,
+                security.tls_ca_file,
+                security.tls_check_hostname,
+            )
+    except (KeyFileError, TlsConfigError) as error:
+        raise ConfigError(str(error)) from None
+    return keyring, tls
+
+
 async def run_node(config: ClusterConfig, node_id: str) -> None:
     spec = config.nodes.get(node_id)
     if spec is None:
@@ -51,6 +74,10 @@ async def run_node(config: ClusterConfig, node_id: str) -> None:
     if config.transport == "tcp":
         check_bindable(spec.address)
     check_bindable(spec.client_address)
+    keyring, tls = load_security(config, node_id)
+    authenticator = None
+    if keyring is not None and config.security.authenticate_frames:
+        authenticator = FrameAuthenticator(keyring, skew=config.security.frame_skew_s)
     storage = FileStorage(spec.data_dir, fsync=config.fsync)
     raft_config = RaftConfig(
         id=node_id,
@@ -64,7 +91,11 @@ async def run_node(config: ClusterConfig, node_id: str) -> None:
     transport: Transport
     if config.transport == "redis":
         transport = RedisStreamsTransport(
-            node_id, config.cluster_id, config.redis_url, list(config.nodes)
+            node_id,
+            config.cluster_id,
+            config.redis_url,
+            list(config.nodes),
+            authenticator=authenticator,
         )
     else:
         transport = TcpTransport(
@@ -72,6 +103,8 @@ async def run_node(config: ClusterConfig, node_id: str) -> None:
             config.cluster_id,
             spec.address,
             {peer: spec.dial.get(peer, other.address) for peer, other in config.nodes.items()},
+            authenticator=authenticator,
+            tls=tls,
         )
     ledger = Ledger(config.ledger)
     metrics = NodeMetrics(node_id)

@@ -399,9 +399,11 @@ class SimCluster:
         self.audit(node)
 
     def audit(self, node: SimNode) -> None:
-        """Check the node's tasks against every acknowledged submit it has applied."""
+        """Check the node's tasks against every acknowledged submit it has applied, and its task
+        table's coherence."""
         tasks = {task_id: task.payload for task_id, task in node.ledger.tasks.tasks.items()}
         self.checker.on_tasks(node.id, node.applied, tasks)
+        self.checker.on_task_table(node.id, [t.view() for t in node.ledger.tasks.tasks.values()])
 
     # -- clients ---------------------------------------------------------------------------------
 

@@ -33,7 +33,12 @@ claims, renewals and completions took effect:
   its first apply, or is refused as `stale_request`; and no two tasks in a ledger carry the same
   payload marker (the workload gives each submit its own).
 - Acknowledged Submit: a node that has applied the index at which a submit was acknowledged holds
-  that task (checked by `on_tasks`: after a snapshot restore and at the end of a run).
+  that task (checked by `on_tasks`: after a snapshot restore and at the end of a run), and its
+  task table is coherent (`on_task_table`: holders, tokens and leases agree with the states).
+
+The ledger rules themselves are pure verdicts in raft_manager/ledger/audit.py, shared with
+raft_manager/verify, which judges the same rules on histories recorded by clients and on task
+tables fetched from live nodes; this module supplies the facts and the context (node, entry).
 """
 
 from __future__ import annotations
@@ -47,6 +52,14 @@ from typing import Any
 
 from raft_manager.core import Entry, EntryType, NodeId, Snapshot
 from raft_manager.core.membership import ConfChange
+from raft_manager.ledger.audit import (
+    Lease,
+    claim_conflict,
+    holder_conflict,
+    missing_submits,
+    repeated_markers,
+    task_table_problems,
+)
 from raft_manager.ledger.commands import Args
 
 Result = dict[str, Any]
@@ -82,13 +95,6 @@ class DurableShadow:
         if 0 <= position < len(self.chains):
             return self.chains[position]
         return None
-
-
-@dataclass(slots=True)
-class Lease:
-    agent: str
-    token: int
-    until: int  # ms, on the ledger clock
 
 
 class Checker:
@@ -281,14 +287,10 @@ class Checker:
         if task_id is None:
             return  # nothing to claim
         held = self._leases.get(task_id)
+        problem = claim_conflict(task_id, held, command["agent"], now)
+        if problem is not None:
+            self._fail("Lease Exclusion", f"{node}, entry {self.frontier}: {problem}")
         if held is not None:
-            if held.until > now:
-                self._fail(
-                    "Lease Exclusion",
-                    f"{node}: {command['agent']} claimed {task_id} at {now} ms (entry "
-                    f"{self.frontier}) while {held.agent}'s lease under token {held.token} ran "
-                    f"until {held.until} ms",
-                )
             self.counts["leases_expired"] += 1
         self._leases[task_id] = Lease(
             command["agent"], result["fencing_token"], result["lease_until"]
@@ -298,19 +300,9 @@ class Checker:
     def _holder_acts(self, node: NodeId, command: Args, result: Result) -> None:
         task_id, op, now = command["task_id"], command["op"], self.ledger_now
         held = self._leases.get(task_id)
-        if held is None or (held.agent, held.token) != (command["agent"], command["token"]):
-            holder = f"{held.agent} under token {held.token}" if held else "nobody"
-            self._fail(
-                "Lease Exclusion",
-                f"{node}: {op} of {task_id} by {command['agent']} under token "
-                f"{command['token']} was accepted (entry {self.frontier}); it is held by {holder}",
-            )
-        elif held.until <= now:
-            self._fail(
-                "Lease Exclusion",
-                f"{node}: {op} of {task_id} by {held.agent} was accepted at {now} ms (entry "
-                f"{self.frontier}), after its lease ended at {held.until} ms",
-            )
+        problem = holder_conflict(task_id, held, op, command["agent"], command["token"], now)
+        if problem is not None or held is None:
+            self._fail("Lease Exclusion", f"{node}, entry {self.frontier}: {problem}")
         elif op == "task.renew":
             held.until = result["lease_until"]
         else:
@@ -324,25 +316,23 @@ class Checker:
 
     def on_tasks(self, node: NodeId, applied: int, tasks: Mapping[str, Any]) -> None:
         """`node`, applied through `applied`, holds `tasks` (task id: payload)."""
-        for index, task_id in self._acknowledged:
-            if index <= applied and task_id not in tasks:
-                self._fail(
-                    "Acknowledged Submit",
-                    f"{node} applied through {applied} but does not hold task {task_id}, "
-                    f"acknowledged at {index}",
-                )
-        markers = Counter(
-            payload["marker"]
-            for payload in tasks.values()
-            if isinstance(payload, dict) and "marker" in payload
-        )
-        for marker, count in sorted(markers.items()):
-            if count > 1:
-                self._fail(
-                    "Exactly Once",
-                    f"{node} holds {count} tasks with payload marker {marker}: one submit "
-                    "applied more than once",
-                )
+        for index, task_id in missing_submits(self._acknowledged, applied, tasks):
+            self._fail(
+                "Acknowledged Submit",
+                f"{node} applied through {applied} but does not hold task {task_id}, "
+                f"acknowledged at {index}",
+            )
+        for marker, count in repeated_markers(tasks.values()):
+            self._fail(
+                "Exactly Once",
+                f"{node} holds {count} tasks with payload marker {marker}: one submit "
+                "applied more than once",
+            )
+
+    def on_task_table(self, node: NodeId, tasks: Sequence[Mapping[str, Any]]) -> None:
+        """`node`'s ledger holds these task views: is the table coherent?"""
+        for problem in task_table_problems(tasks):
+            self._fail("Lease Exclusion", f"{node}: {problem}")
 
     # -- reads -----------------------------------------------------------------------------------
 

@@ -14,6 +14,10 @@ Decoding is strict and total: anything that is not exactly a frame of this versi
 cluster, with fields of the right shapes, raises FrameError with a short reason (which a transport
 counts, per reason, and drops); nothing else escapes. Whether the message makes sense to Raft is
 then core's validate_message's business.
+
+Optionally an `Authenticator` (transport/auth.py) wraps each frame in a MAC: `encode` seals
+what it built, and `decode` opens the seal before it looks at anything else, so a frame that
+fails authentication is refused (FrameError) without its body being decoded. Off by default.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import fields
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 
@@ -79,6 +83,16 @@ class FrameError(ValueError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
+class Authenticator(Protocol):
+    def seal(self, frame: bytes) -> bytes:
+        """The frame with its authentication; FrameError when it cannot be sealed."""
+        ...
+
+    def open(self, sealed: bytes) -> bytes:
+        """The frame inside, once authenticated; FrameError otherwise."""
+        ...
+
+
 def _field_names(kind: type[Message]) -> tuple[str, ...]:
     return tuple(field.name for field in fields(kind) if field.name != "to")
 
@@ -101,16 +115,20 @@ def _encode_value(value: Any) -> Any:
     return value
 
 
-def encode(msg: Message, cluster_id: str) -> bytes:
-    """The frame for `msg` (without the length prefix)."""
+def encode(msg: Message, cluster_id: str, authenticator: Authenticator | None = None) -> bytes:
+    """The frame for `msg` (without the length prefix), sealed when an authenticator is given
+    (which may raise FrameError)."""
     kind = type(msg)
     body: list[Any] = [PROTOCOL_VERSION, cluster_id, msg.frm, _CODES[kind]]
     body.extend(_encode_value(getattr(msg, name)) for name in _FIELDS[kind][1:])
-    return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
+    frame: bytes = msgpack.packb(body, use_bin_type=True)
+    return frame if authenticator is None else authenticator.seal(frame)
 
 
-def encode_with_length(msg: Message, cluster_id: str) -> bytes:
-    frame = encode(msg, cluster_id)
+def encode_with_length(
+    msg: Message, cluster_id: str, authenticator: Authenticator | None = None
+) -> bytes:
+    frame = encode(msg, cluster_id, authenticator)
     return LENGTH_PREFIX.pack(len(frame)) + frame
 
 
@@ -154,8 +172,13 @@ def _decode_meta(value: Any) -> SnapshotMeta:
 _NESTED: dict[str, Callable[[Any], Any]] = {"entries": _decode_entries, "meta": _decode_meta}
 
 
-def decode(frame: bytes, cluster_id: str, recipient: NodeId) -> Message:
-    """The message in `frame`, addressed to `recipient`; raises FrameError."""
+def decode(
+    frame: bytes, cluster_id: str, recipient: NodeId, authenticator: Authenticator | None = None
+) -> Message:
+    """The message in `frame`, addressed to `recipient`; raises FrameError. With an
+    authenticator, the frame must be sealed and its seal is checked first."""
+    if authenticator is not None:
+        frame = authenticator.open(frame)
     try:
         body = msgpack.unpackb(frame, raw=False, use_list=True, strict_map_key=True)
     except Exception as error:  # msgpack raises several unrelated types on garbage

@@ -8,7 +8,9 @@ is like the TCP transport's: `send` never blocks, puts the frame in the recipien
 (full: dropped and counted), and one task per peer drains the queue with one pipelined round of
 XADDs, trimming the stream to about `max_stream_length` entries (MAXLEN ~). Any Redis error
 (Redis down, restarting, a network cut) makes the affected task reconnect with exponential
-backoff and jitter; what was lost meanwhile is Raft's to resend.
+backoff and jitter; what was lost meanwhile is Raft's to resend. With an `authenticator`
+(auth.py), frames are sealed with a MAC on the way out and checked before decoding on the way
+in; one that fails is dropped and counted by reason.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from redis.exceptions import RedisError
 from raft_manager.core import Message, NodeId
 
 from .base import DEFAULT_QUEUE_MESSAGES, Backoff, Outbox, TransportStats
-from .codec import FrameError, decode, encode
+from .codec import Authenticator, FrameError, decode, encode
 
 log = logging.getLogger("raft_manager.transport")
 
@@ -48,12 +50,14 @@ class RedisStreamsTransport:
         *,
         queue_messages: int = DEFAULT_QUEUE_MESSAGES,
         max_stream_length: int = DEFAULT_MAX_STREAM_LENGTH,
+        authenticator: Authenticator | None = None,
     ) -> None:
         self.node_id = node_id
         self.cluster_id = cluster_id
         self.redis_url = redis_url
         self.max_stream_length = max_stream_length
         self.stats = TransportStats()
+        self.authenticator = authenticator
         self._peers = [peer for peer in peers if peer != node_id]
         self._queue_messages = queue_messages
         self._outboxes: dict[NodeId, Outbox[bytes]] = {}
@@ -100,7 +104,13 @@ class RedisStreamsTransport:
         outbox = self._outboxes.get(msg.to)
         if outbox is None:
             self.stats.dropped["unknown-peer"] += 1
-        elif not outbox.put(encode(msg, self.cluster_id)):
+            return
+        try:
+            frame = encode(msg, self.cluster_id, self.authenticator)
+        except FrameError as error:  # only when sealing: no key valid now
+            self.stats.dropped[error.reason] += 1
+            return
+        if not outbox.put(frame):
             self.stats.dropped["queue-full"] += 1
 
     def _client(self) -> aioredis.Redis:
@@ -168,7 +178,7 @@ class RedisStreamsTransport:
             return
         self.stats.bytes_in += len(frame)
         try:
-            msg = decode(frame, self.cluster_id, self.node_id)
+            msg = decode(frame, self.cluster_id, self.node_id, self.authenticator)
         except FrameError as error:
             self.stats.dropped[error.reason] += 1
             return

@@ -10,6 +10,11 @@ full queue drops it, counted: a slow peer costs at most its queue), and one task
 the queue, writing everything queued as one buffer, (re)connecting with exponential backoff and
 jitter when needed. Messages lost with a broken connection are Raft's to resend; the transport
 only promises not to reorder what it delivers on one connection.
+
+Optionally (both off by default) connections run over mutual TLS (`tls`, see tls.py: a peer
+without a certificate from the cluster's CA is refused at the handshake, counted as
+tls-handshake) and frames carry a MAC (`authenticator`, see auth.py: a frame that fails it is
+dropped and counted by reason, like a frame that fails to decode).
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ import logging
 from collections.abc import Callable
 
 import anyio
-from anyio.abc import SocketStream, TaskGroup
+from anyio.abc import ByteStream, SocketStream, TaskGroup
+from anyio.streams.tls import TLSStream
 
 from raft_manager.core import Message, NodeId
 
@@ -26,11 +32,13 @@ from .base import DEFAULT_QUEUE_MESSAGES, Backoff, Outbox, TransportStats, parse
 from .codec import (
     DEFAULT_MAX_FRAME_BYTES,
     LENGTH_PREFIX,
+    Authenticator,
     FrameError,
     decode,
     encode_with_length,
 )
 from .framing import FrameReader
+from .tls import HANDSHAKE_SECONDS, TlsContexts
 
 log = logging.getLogger("raft_manager.transport")
 
@@ -54,6 +62,8 @@ class TcpTransport:
         *,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         queue_messages: int = DEFAULT_QUEUE_MESSAGES,
+        authenticator: Authenticator | None = None,
+        tls: TlsContexts | None = None,
     ) -> None:
         self.node_id = node_id
         self.cluster_id = cluster_id
@@ -61,6 +71,8 @@ class TcpTransport:
         self.max_frame_bytes = max_frame_bytes
         self.queue_messages = queue_messages
         self.stats = TransportStats()
+        self.authenticator = authenticator
+        self.tls = tls
         self._peers: dict[NodeId, _Peer] = {}
         self._addresses = {peer: address for peer, address in peers.items() if peer != node_id}
         self._task_group: TaskGroup | None = None
@@ -111,7 +123,12 @@ class TcpTransport:
         if peer is None:
             self.stats.dropped["unknown-peer"] += 1
             return
-        if not peer.outbox.put(encode_with_length(msg, self.cluster_id)):
+        try:
+            frame = encode_with_length(msg, self.cluster_id, self.authenticator)
+        except FrameError as error:  # only when sealing: no key valid now
+            self.stats.dropped[error.reason] += 1
+            return
+        if not peer.outbox.put(frame):
             self.stats.dropped["queue-full"] += 1
 
     async def _run_peer(self, peer: NodeId, state: _Peer) -> None:
@@ -123,8 +140,10 @@ class TcpTransport:
         while True:
             try:
                 host, port = parse_address(state.address)
-                stream = await anyio.connect_tcp(host, port)
-            except OSError:
+                stream: ByteStream = await anyio.connect_tcp(host, port)
+                if self.tls is not None:
+                    stream = await self._handshake(stream, server_side=False, hostname=host)
+            except (OSError, anyio.BrokenResourceError, anyio.EndOfStream):
                 await backoff.wait()
                 continue
             backoff.reset()
@@ -142,8 +161,36 @@ class TcpTransport:
                 self.stats.dropped["connection-lost"] += len(in_hand)
                 log.info("event=peer_disconnected peer=%s", peer)
 
-    async def _read_connection(self, stream: SocketStream) -> None:
-        async with stream:
+    async def _handshake(
+        self, raw: ByteStream, *, server_side: bool, hostname: str | None = None
+    ) -> ByteStream:
+        """`raw` wrapped in TLS (closed, and the failure counted and raised, if the handshake
+        fails or takes longer than HANDSHAKE_SECONDS)."""
+        assert self.tls is not None
+        context = self.tls.server if server_side else self.tls.client
+        try:
+            with anyio.fail_after(HANDSHAKE_SECONDS):
+                return await TLSStream.wrap(
+                    raw,
+                    server_side=server_side,
+                    hostname=hostname,
+                    ssl_context=context,
+                    standard_compatible=False,
+                )
+        except (OSError, TimeoutError, anyio.BrokenResourceError, anyio.EndOfStream) as error:
+            self.stats.dropped["tls-handshake"] += 1
+            log.warning("event=tls_handshake_failed server_side=%s error=%r", server_side, error)
+            await anyio.aclose_forcefully(raw)
+            raise anyio.BrokenResourceError("TLS handshake failed") from error
+
+    async def _read_connection(self, raw: SocketStream) -> None:
+        async with raw:
+            stream: ByteStream = raw
+            if self.tls is not None:
+                try:
+                    stream = await self._handshake(raw, server_side=True)
+                except anyio.BrokenResourceError:
+                    return
             reader = FrameReader(stream, self.max_frame_bytes)
             try:
                 while (frames := await reader.next_frames()) is not None:
@@ -158,7 +205,7 @@ class TcpTransport:
 
     def _accept(self, frame: bytes) -> None:
         try:
-            msg = decode(frame, self.cluster_id, self.node_id)
+            msg = decode(frame, self.cluster_id, self.node_id, self.authenticator)
         except FrameError as error:
             self.stats.dropped[error.reason] += 1
             log.debug("event=frame_dropped reason=%s", error.reason)  # counted in stats
