@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,10 +24,8 @@ from typing import Any
 import anyio
 from pydantic import BaseModel
 
-sys.path.insert(0, str(Path(__file__).parent))
-from cluster_bench import start_redis
-
 from raft_manager.adapters import Bus, Envelope, Handlers, Reply
+from raft_manager.bench.redis_server import redis_server
 from raft_manager.server.config import AdaptersConfig
 from raft_manager.transport.keys import Key, KeyRing
 
@@ -113,16 +110,11 @@ def main() -> None:
     parser.add_argument("--sequential", type=int, default=500)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as directory:
-        process, url = start_redis(Path(directory))
-        try:
-            results = [
-                anyio.run(measure, url, signed, args.messages, args.in_flight, args.sequential)
-                for signed in (False, True)
-            ]
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+    with tempfile.TemporaryDirectory() as directory, redis_server(Path(directory)) as url:
+        results = [
+            anyio.run(measure, url, signed, args.messages, args.in_flight, args.sequential)
+            for signed in (False, True)
+        ]
     if args.json:
         print(json.dumps(results))
         return

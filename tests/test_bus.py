@@ -221,7 +221,12 @@ async def test_an_entry_trimmed_while_pending_is_recorded_as_a_dead_letter(
         async with consuming(bus.serve(ROLE, recorder.handlers)):
             for n in range(400):  # item 0 fails and waits for redelivery; MAXLEN ~ trims it away
                 await bus.send(ROLE, "test.item", Item(n=n))
-            await wait_until(lambda: len(dead_letters(redis_server.url, stream)) == 1)
+            await wait_until(
+                lambda: (
+                    len(dead_letters(redis_server.url, stream)) == 1
+                    and len(recorder.applied) == 399
+                )
+            )
         [dead] = dead_letters(redis_server.url, stream)
         assert dead["reason"] == "trimmed" and recorder.attempts[0] >= 1
         assert sorted(recorder.applied) == list(range(1, 400))

@@ -32,6 +32,7 @@ from raft_manager.transport.keys import Key, KeyFileError, KeyRing, load_key_fil
 
 ROLE = "security-manager"
 SECRET = bytes(range(32))
+OTHER_SECRET = bytes(range(32, 64))
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 
 
@@ -143,7 +144,7 @@ def test_the_signature_covers_the_canonical_form_as_documented() -> None:
         timestamp_ms=1_760_000_000_000,
         payload={"b": [1, "é"], "a": None},
     )
-    signed = sign(envelope, _ring(Key("k1", SECRET)), now=0)
+    signed = sign(envelope, _ring(Key("k1", SECRET)))
     expected = (
         '{"cluster":"bus-test","correlation_id":null,"id":"0f6c","key_id":"k1",'
         '"payload":{"a":null,"b":[1,"é"]},"recipient":"security-manager","sender":"tester",'
@@ -176,9 +177,25 @@ def test_the_example_envelope_in_the_protocol_document_verifies() -> None:
 
 
 def test_signing_needs_a_valid_key() -> None:
-    envelope = Envelope.new("test.item", sender="a", recipient="b", cluster="c", payload={})
+    envelope = Envelope.new("test.item", sender="a", recipient="b", cluster="c", payload={}, now=20)
     with pytest.raises(SigningError, match="no key is valid"):
-        sign(envelope, _ring(Key("k1", SECRET, expires=10)), now=20)
+        sign(envelope, _ring(Key("k1", SECRET, expires=10)))
+
+
+def test_the_key_is_chosen_at_the_envelopes_own_timestamp() -> None:
+    """Regression (seen in test_adapter_security): k2 became valid at 1000.0004 s; an envelope
+    stamped 1000.000 s (whole milliseconds) signed at 1000.0009 s with k2 was refused by every
+    receiver as key-not-yet-valid, since receivers judge the key at the envelope's timestamp."""
+    ring = _ring(Key("k1", SECRET), Key("k2", OTHER_SECRET, not_before=1000.0004))
+    envelope = Envelope.new(
+        "test.item", sender="a", recipient="b", cluster=CLUSTER, payload={}, now=1000.0009
+    )
+    assert envelope.timestamp_ms == 1_000_000
+    assert sign(envelope, ring).key_id == "k1"
+    later = Envelope.new(
+        "test.item", sender="a", recipient="b", cluster=CLUSTER, payload={}, now=1000.001
+    )
+    assert sign(later, ring).key_id == "k2"
 
 
 # Every rejection, end to end
@@ -225,7 +242,7 @@ async def test_every_rejection_is_named_counted_reported_and_the_consumer_keeps_
             "now": stamp,
         }
         values.update(fields)
-        return sign(Envelope.new("test.item", **values), ring, stamp)
+        return sign(Envelope.new("test.item", **values), ring)
 
     replayed = signed(1).to_bytes()
     cases: list[tuple[str, bytes | dict[bytes, bytes]]] = [

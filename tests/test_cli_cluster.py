@@ -7,8 +7,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from raft_manager.cli.cluster import free_base_port
 from raft_manager.cli.main import app
+from raft_manager.server.local_cluster import free_base_port
 
 
 def free_base() -> str:

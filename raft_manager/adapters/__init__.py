@@ -4,6 +4,11 @@ The bus (bus.py: connection, sending; consumer.py: consumer groups, redelivery, 
 deduplication), its envelope (envelope.py), its security gate (signing.py; the keys are
 transport/keys.py, shared with Raft frame authentication), its names (streams.py), counters
 (metrics.py) and the handler registry peer adapters build on (handlers.py).
+
+The peer adapters, started with a node by service.py: the message contract (messages.py), what
+they share (node.py), the Quorum Manager (quorum.py, membership.py), the CRDT Synchronizer
+(crdt_sync.py, feed.py), the Security Manager (security.py, key_updates.py, auth_reports.py)
+and the Performance Benchmarker (benchmarker.py, metrics_snapshot.py, bench_run.py).
 """
 
 from .bus import Bus

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import anyio
@@ -37,7 +37,7 @@ from raft_manager.server.config import AdaptersConfig
 from raft_manager.transport.base import Backoff
 from raft_manager.transport.keys import KeyRing
 
-from .consumer import Consumer
+from .consumer import READ_COUNT, Consumer
 from .envelope import ENVELOPE_FIELD, Envelope
 from .errors import BusError, BusUnavailable, auth_failure, redact
 from .handlers import Dispatcher, Replies, Reply
@@ -121,7 +121,6 @@ class Bus:
     ) -> Envelope:
         """A new envelope from this identity, signed when the bus has a key ring (SigningError
         when no key is valid now)."""
-        now = self.clock()
         envelope = Envelope.new(
             type,
             sender=self.identity,
@@ -129,9 +128,9 @@ class Bus:
             cluster=self.cluster_id,
             payload=payload,
             correlation_id=correlation_id,
-            now=now,
+            now=self.clock(),
         )
-        return envelope if self.keyring is None else sign(envelope, self.keyring, now)
+        return envelope if self.keyring is None else sign(envelope, self.keyring)
 
     def reply_to(self, request: Envelope, reply: Reply) -> tuple[str, Envelope]:
         """The stream and envelope answering `request` with `reply`."""
@@ -140,25 +139,41 @@ class Bus:
         )
         return reply_stream(self.cluster_id, request.sender), envelope
 
-    async def publish(self, stream: str, envelope: Envelope) -> str:
-        """Add `envelope` to `stream` (trimmed to about stream_maxlen); its entry id."""
+    def encoded(self, envelope: Envelope) -> bytes:
+        """The bytes `envelope` travels as; ValueError when they exceed max_envelope_bytes."""
         raw = envelope.to_bytes()
         if len(raw) > self.config.max_envelope_bytes:
             raise ValueError(
                 f"the envelope is {len(raw)} bytes; max_envelope_bytes is "
                 f"{self.config.max_envelope_bytes}"
             )
-        entry: bytes | str = await self.retrying(
-            "publish",
-            lambda: self.redis.xadd(
-                stream,
-                {ENVELOPE_FIELD: raw},
-                maxlen=self.config.stream_maxlen,
-                approximate=True,
-            ),
-        )
-        self.metrics.published.inc()
-        return entry.decode() if isinstance(entry, bytes) else entry
+        return raw
+
+    async def publish(self, stream: str, envelope: Envelope) -> str:
+        """Add `envelope` to `stream` (trimmed to about stream_maxlen); its entry id."""
+        return (await self.publish_many(stream, [envelope]))[0]
+
+    async def publish_many(self, stream: str, envelopes: Sequence[Envelope]) -> list[str]:
+        """Add `envelopes` to `stream` in order, in one round trip (a pipeline, not a
+        transaction: retried whole, so a retry may repeat some; each repeat is refused as a
+        replay); their entry ids. ValueError, sending nothing, if one is too big."""
+        raws = [self.encoded(envelope) for envelope in envelopes]
+
+        async def add() -> list[bytes | str]:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for raw in raws:
+                    pipe.xadd(
+                        stream,
+                        {ENVELOPE_FIELD: raw},
+                        maxlen=self.config.stream_maxlen,
+                        approximate=True,
+                    )
+                entries: list[bytes | str] = await pipe.execute()
+            return entries
+
+        entries = await self.retrying("publish", add)
+        self.metrics.published.inc(len(raws))
+        return [entry.decode() if isinstance(entry, bytes) else entry for entry in entries]
 
     async def send(self, role: str, type: str, payload: BaseModel | Mapping[str, Any]) -> Envelope:
         """Publish a new envelope to `role`'s request stream; the envelope sent."""
@@ -190,13 +205,28 @@ class Bus:
         *,
         recipient: str | None = None,
         name: str | None = None,
+        read_count: int = READ_COUNT,
     ) -> Consumer:
-        return Consumer(self, stream, group, dispatcher, recipient=recipient, name=name)
+        return Consumer(
+            self, stream, group, dispatcher, recipient=recipient, name=name, read_count=read_count
+        )
 
-    def serve(self, role: str, dispatcher: Dispatcher, *, name: str | None = None) -> Consumer:
+    def serve(
+        self,
+        role: str,
+        dispatcher: Dispatcher,
+        *,
+        name: str | None = None,
+        read_count: int = READ_COUNT,
+    ) -> Consumer:
         """A consumer of `role`'s request stream, in the group named after the role."""
         return self.consumer(
-            request_stream(self.cluster_id, role), role, dispatcher, recipient=role, name=name
+            request_stream(self.cluster_id, role),
+            role,
+            dispatcher,
+            recipient=role,
+            name=name,
+            read_count=read_count,
         )
 
     def reply_consumer(self) -> Consumer:

@@ -4,7 +4,9 @@ Theory of operation: `run` creates the group if need be (XGROUP CREATE ... 0 MKS
 group starts at the stream's oldest entry, so nothing sent before the first reader started is
 missed) and then loops in one task, handling one entry at a time:
 
-1. Read new entries (XREADGROUP >, blocking at most until the next reclaim round).
+1. Read new entries (XREADGROUP >, at most `read_count` at once, blocking at most until the
+   next reclaim round). A member that serves slow requests reads one at a time, so the entries
+   behind a slow one go to the group's other members instead of waiting in its batch.
 2. Every claim_idle_ms / 2, reclaim: XPENDING (IDLE claim_idle_ms) lists the entries some
    member of the group took and has not acknowledged for that long, with their delivery counts;
    XCLAIM (with the same minimum idle time, so two reclaimers never both win) takes them over.
@@ -109,12 +111,14 @@ class Consumer:
         *,
         recipient: str | None = None,
         name: str | None = None,
+        read_count: int = READ_COUNT,
     ) -> None:
         self.bus = bus
         self.stream = stream
         self.group = group
         self.dispatcher = dispatcher
         self.recipient = recipient
+        self.read_count = read_count
         self.name = name or (
             f"{bus.identity}-{socket.gethostname()}-{os.getpid()}-{next(_numbers)}"
         )
@@ -167,7 +171,7 @@ class Consumer:
                 self.group,
                 self.name,
                 {self.stream: ">"},
-                count=READ_COUNT,
+                count=self.read_count,
                 block=max(1, min(BLOCK_MS, wait_ms)),
             )
             backoff.reset()
@@ -176,7 +180,7 @@ class Consumer:
 
     async def _reclaim(self) -> None:
         pending: list[dict[str, Any]] = await self.bus.redis.xpending_range(
-            self.stream, self.group, "-", "+", READ_COUNT, idle=self._claim_idle_ms
+            self.stream, self.group, "-", "+", self.read_count, idle=self._claim_idle_ms
         )
         if not pending:
             return

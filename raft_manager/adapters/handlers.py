@@ -8,7 +8,10 @@ once), or raises anything else to fail this delivery (the message is redelivered
 claim timeout, and dead-lettered after too many failures).
 
 `Handlers` is the dispatcher peer adapters use: one handler per message type, each with the
-pydantic model its payload must fit, so a handler receives a validated payload:
+pydantic model its payload must fit, so a handler receives a validated payload. A request type
+registered with `invalid` (a function of the problem, returning the rejection reply) answers a
+payload that does not fit with that reply instead of dead-lettering it, so its sender learns
+at once what was wrong:
 
     handlers = Handlers()
 
@@ -24,6 +27,7 @@ requester's reply stream: it hands each reply to whoever awaits its correlation 
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -35,6 +39,7 @@ from pydantic import BaseModel, ValidationError
 from .envelope import TYPE, Envelope
 
 P = TypeVar("P", bound=BaseModel)
+log = logging.getLogger("raft_manager.adapters")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,28 +63,36 @@ class Dispatcher(Protocol):
 Handler = Callable[[Envelope, P], Awaitable[Reply | None]]
 
 
+Invalid = Callable[[str], Reply]
+
+
 @dataclass(frozen=True, slots=True)
 class _Route:
     model: type[BaseModel]
     handler: Callable[[Envelope, Any], Awaitable[Reply | None]]
+    invalid: Invalid | None
 
 
 class Handlers:
     def __init__(self) -> None:
         self._routes: dict[str, _Route] = {}
 
-    def add(self, type: str, model: type[P], handler: Handler[P]) -> None:
+    def add(
+        self, type: str, model: type[P], handler: Handler[P], *, invalid: Invalid | None = None
+    ) -> None:
         if not TYPE.match(type):
             raise ValueError(f"message type {type!r}: dotted lowercase words")
         if type in self._routes:
             raise ValueError(f"message type {type!r} has a handler already")
-        self._routes[type] = _Route(model, handler)
+        self._routes[type] = _Route(model, handler, invalid)
 
-    def on(self, type: str, model: type[P]) -> Callable[[Handler[P]], Handler[P]]:
+    def on(
+        self, type: str, model: type[P], *, invalid: Invalid | None = None
+    ) -> Callable[[Handler[P]], Handler[P]]:
         """Register the decorated coroutine as the handler of `type`."""
 
         def register(handler: Handler[P]) -> Handler[P]:
-            self.add(type, model, handler)
+            self.add(type, model, handler, invalid=invalid)
             return handler
 
         return register
@@ -95,7 +108,20 @@ class Handlers:
         try:
             payload = route.model.model_validate(envelope.payload)
         except ValidationError as error:
-            raise Unhandleable("bad-payload", str(error).replace("\n", " ")) from None
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in item['loc']) or 'payload'}: {item['msg']}"
+                for item in error.errors(include_url=False)[:5]
+            )
+            if route.invalid is None:
+                raise Unhandleable("bad-payload", problems) from None
+            log.warning(
+                "event=bus_bad_payload type=%s envelope=%s sender=%s problems=%r",
+                envelope.type,
+                envelope.id,
+                envelope.sender,
+                problems,
+            )
+            return route.invalid(problems)
         return await route.handler(envelope, payload)
 
 

@@ -52,9 +52,10 @@ def signature(secret: bytes, canonical: bytes) -> str:
     return hmac.new(secret, canonical, hashlib.sha256).hexdigest()
 
 
-def sign(envelope: Envelope, keyring: KeyRing, now: float) -> Envelope:
-    """`envelope` signed with the newest key valid at `now`; SigningError when there is none."""
-    key = keyring.signing_key(now)
+def sign(envelope: Envelope, keyring: KeyRing) -> Envelope:
+    """`envelope` signed with the newest key valid at its own timestamp (whole milliseconds, as
+    every receiver judges it); SigningError when there is none."""
+    key = keyring.signing_key(envelope.timestamp_ms / 1000)
     if key is None:
         raise SigningError(f"no key is valid now (ring holds {keyring.key_ids()})")
     keyed = envelope.model_copy(update={"key_id": key.key_id, "signature": None})

@@ -18,9 +18,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,7 @@ from raft_manager.client.cluster_view import (
     statuses,
 )
 from raft_manager.server.config import ClusterConfig, ConfigError, load_config
+from raft_manager.server.local_cluster import node_argv, write_config
 from raft_manager.server.node import check_bindable
 from raft_manager.transport.base import parse_address
 
@@ -60,44 +59,6 @@ def load_cluster_file(path: Path) -> ClusterConfig:
     except ConfigError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
-
-
-def write_config(
-    directory: Path, nodes: int, base_port: int, transport: str, redis_url: str
-) -> Path:
-    """A local cluster file: node k gets Raft port base+k-1 and client port base+100+k-1."""
-    lines = ['cluster_id = "local"', f'transport = "{transport}"', f'redis_url = "{redis_url}"']
-    for k in range(1, nodes + 1):
-        lines += [
-            f"[nodes.n{k}]",
-            f'address = "127.0.0.1:{base_port + k - 1}"',
-            f'client_address = "127.0.0.1:{base_port + 100 + k - 1}"',
-            f'data_dir = "data/n{k}"',
-        ]
-    path = directory / "cluster.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def free_base_port(nodes: int) -> int | None:
-    """A base port whose write_config layout is free on 127.0.0.1 now (None if 50 tries fail)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base: int = probe.getsockname()[1]
-        ports = (*range(base, base + nodes), *range(base + 100, base + 100 + nodes))
-        if base + 100 + nodes < 65000 and all(_bindable(port) for port in ports):
-            return base
-    return None
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def resolve_cluster(option: str | None) -> Members:
@@ -187,16 +148,7 @@ def start_node(directory: Path, config: Path, node_id: str) -> int:
     """Start one `raft-manager node` process in the background (log in DIR/<id>.log)."""
     log = (directory / f"{node_id}.log").open("ab")
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "raft_manager.cli",
-            "node",
-            "--config",
-            str(config),
-            "--id",
-            node_id,
-        ],
+        node_argv(config, node_id),
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -32,8 +32,9 @@ from rich.table import Table
 
 from raft_manager.client import RaftClient
 from raft_manager.server.config import load_config
+from raft_manager.server.local_cluster import free_base_port, write_config
 
-from .cluster import PIDS, free_base_port, process_alive, start_node, write_config
+from .cluster import PIDS, process_alive, start_node
 from .demo_swarm import Audit, SwarmRun, audit, leader_of, run_swarm
 from .hooks import run_hook
 

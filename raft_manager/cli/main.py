@@ -13,7 +13,9 @@ import typer
 from raft_manager import __version__
 
 from .agent import agent_app
+from .bench import bench_command
 from .bus import bus_app
+from .chaos import chaos_command
 from .check_history import check_history_command
 from .cluster import cluster_app, elect_command, health_command, status_command
 from .decision import decision_app
@@ -60,6 +62,7 @@ app.command("status")(status_command)
 app.command("health")(health_command)
 app.command("elect")(elect_command)
 app.command("sim")(sim_command)
+app.command("bench")(bench_command)
 app.add_typer(wal_app, name="wal")
 app.add_typer(task_app, name="task")
 app.add_typer(agent_app, name="agent")
@@ -69,6 +72,7 @@ app.add_typer(members_app, name="members")
 app.command("mcp")(mcp_command)
 app.command("verify")(verify_command)
 app.command("check-history")(check_history_command)
+app.command("chaos")(chaos_command)
 app.add_typer(hooks_app, name="hooks")
 app.add_typer(skill_app, name="skill")
 app.add_typer(bus_app, name="bus")

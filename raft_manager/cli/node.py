@@ -1,5 +1,9 @@
 """`raft-manager node --config FILE --id ID`: run one node in the foreground until SIGTERM/SIGINT.
 
+With an [adapters] section in the cluster file, the node runs the swarm's peer adapters too
+(raft_manager/adapters/service.py: the bus to the Quorum Manager, CRDT Synchronizer, Security
+Manager and Performance Benchmarker over Redis streams).
+
 Exit codes: 0 stopped by a signal, 2 bad configuration (unknown key, bad address, port in use,
 unknown node id), 3 the node's data directory is corrupt (the file and offset are printed).
 """
@@ -15,6 +19,7 @@ from typing import Any
 import anyio
 import typer
 
+from raft_manager.adapters.service import adapter_services
 from raft_manager.server.config import ConfigError, load_config
 from raft_manager.server.node import run_node
 from raft_manager.storage import CorruptionError
@@ -54,7 +59,8 @@ def node_command(
         cluster = load_config(config, parse_overrides(settings))
         # uvloop when installed (a faster event loop for the same asyncio code).
         use_uvloop = importlib.util.find_spec("uvloop") is not None
-        anyio.run(run_node, cluster, node_id, backend_options={"use_uvloop": use_uvloop})
+        services = adapter_services(cluster)
+        anyio.run(run_node, cluster, node_id, services, backend_options={"use_uvloop": use_uvloop})
     except ConfigError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None

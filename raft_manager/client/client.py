@@ -171,6 +171,7 @@ class RaftClient:
         self._ids = itertools.count(1)
         self._leader_address: str | None = None
         self._connections: dict[str, _Connection] = {}
+        self._connecting: dict[str, anyio.Lock] = {}  # held while a node's connection opens
         self._group: TaskGroup | None = None
         self._jitter = random.Random()
 
@@ -186,10 +187,12 @@ class RaftClient:
         trace: TracebackType | None,
     ) -> None:
         assert self._group is not None
-        for connection in self._connections.values():
-            await connection.stream.aclose()
-        self._group.cancel_scope.cancel()
-        await self._group.__aexit__(kind, error, trace)
+        try:
+            for connection in self._connections.values():
+                await connection.stream.aclose()
+        finally:  # exited even when cancelled while closing, or its scope is left dangling
+            self._group.cancel_scope.cancel()
+            await self._group.__aexit__(kind, error, trace)
 
     async def command(self, body: dict[str, Any] | BaseModel) -> dict[str, Any]:
         """Replicate a ledger command (a dict or a model from raft_manager.ledger.commands);
@@ -266,9 +269,17 @@ class RaftClient:
         return result
 
     async def _connect(self, address: str) -> _Connection:
+        """The node's connection, opened by the first call that needs it while the calls made
+        meanwhile wait for it (not one connection each, left open: a burst of first calls)."""
         connection = self._connections.get(address)
-        if connection is not None and not connection.broken:
-            return connection
+        if connection is None or connection.broken:
+            async with self._connecting.setdefault(address, anyio.Lock()):
+                connection = self._connections.get(address)
+                if connection is None or connection.broken:
+                    connection = await self._open(address)
+        return connection
+
+    async def _open(self, address: str) -> _Connection:
         host, port = parse_address(address)
         stream = await anyio.connect_tcp(host, port)
         connection = _Connection(stream)

@@ -10,8 +10,9 @@ judges healthy (a leader, every node answers), degraded (a quorum of the known n
 or no quorum. The faces (the CLI, the MCP server) only render these; they decide nothing.
 
 `change_members` makes one membership change through the leader; a promotion is refused while
-the learner lags, so it retries that refusal until the learner has caught up or `wait` seconds
-have passed.
+the learner lags, and any change while another is in flight, before the leader committed an
+entry of its term or during a leadership transfer, so it retries those passing refusals until
+they pass or `wait` seconds have passed.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import anyio
 from .client import ClientError, RaftClient
 
 STATUS_TIMEOUT = 1.0  # seconds one node gets to report its status
-RETRY_SECONDS = 0.2  # how often a promotion of a lagging learner is asked again
+RETRY_SECONDS = 0.2  # how often a change refused for a passing reason is asked again
+PASSING = ("has not caught up", "; retry", "leadership is being transferred")  # core refusals
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,14 +141,20 @@ def health_of(members: Members, answers: dict[str, dict[str, Any]]) -> Health:
     return Health("healthy", reason, leader_id, term, answering, total, down)
 
 
+def passing(error: ClientError) -> bool:
+    """Whether a membership change was refused for a reason that passes by itself."""
+    return error.code == "conf_rejected" and any(reason in str(error) for reason in PASSING)
+
+
 async def change_members(client: RaftClient, body: dict[str, Any], wait: float) -> dict[str, Any]:
-    """Make one change (`body` as RaftClient.members takes it); while it is refused because the
-    learner lags, retry until `wait` seconds have passed. {"members": [...]} after the change."""
+    """Make one change (`body` as RaftClient.members takes it); while it is refused for a passing
+    reason (a lagging learner, another change in flight), retry until `wait` seconds have
+    passed. {"members": [...]} after the change."""
     deadline = time.monotonic() + wait
     while True:
         try:
             return await client.members(body)
         except ClientError as error:
-            if "has not caught up" not in str(error) or time.monotonic() >= deadline:
+            if not passing(error) or time.monotonic() >= deadline:
                 raise
             await anyio.sleep(RETRY_SECONDS)

@@ -90,9 +90,15 @@ def _item(item: dict[str, Any] | None) -> Mapping[str, Any]:
 class RecordingMemory(_Recording):
     """SwarmClient's memory operations, each recorded: `RecordingMemory(swarm, recorder, 3)`."""
 
-    async def get(self, key: str) -> dict[str, Any] | None:
-        """The item, or None when the key is absent (a linearizable read)."""
-        return await self._run("get", {"key": key}, lambda: self.swarm.memory_get(key), _item)
+    async def get(self, key: str, *, at: str | None = None) -> dict[str, Any] | None:
+        """The item, or None when the key is absent: a linearizable read, or with `at` (a
+        node's client address) a stale read of that node's own state, which a history checker
+        may rightly find not linearizable."""
+        if at is None:
+            return await self._run("get", {"key": key}, lambda: self.swarm.memory_get(key), _item)
+        return await self._run(
+            "get", {"key": key}, lambda: self.swarm.memory_get_at(at, key), _item
+        )
 
     async def put(self, key: str, value: JsonValue) -> dict[str, Any]:
         return await self._run(

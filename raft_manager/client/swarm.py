@@ -191,6 +191,16 @@ class SwarmClient:
         )
         return item
 
+    async def memory_get_at(
+        self, address: str, key: str, *, namespace: str | None = None
+    ) -> dict[str, Any] | None:
+        """The item as the node at client address `address` holds it now: a stale read from
+        that node's own state, whatever its role (no redirect); ClientError("unavailable")
+        if it does not answer."""
+        query = _build(c.MemoryGet, namespace=namespace, key=key)
+        item: dict[str, Any] | None = (await self.client.local_query(address, query))["item"]
+        return item
+
     async def memory_delete(self, key: str, *, namespace: str | None = None) -> dict[str, Any]:
         """{"existed"}."""
         return await self._command(c.MemoryDelete, namespace=namespace, key=key)
@@ -275,6 +285,37 @@ class SwarmClient:
         )
         return decisions
 
+    # -- CRDT operations and feed cursors ------------------------------------------------------
+
+    async def order_crdt_operation(
+        self,
+        operation_id: str,
+        operation: JsonValue,
+        *,
+        timestamp: JsonValue = None,
+        origin: str | None = None,
+    ) -> dict[str, Any]:
+        """{"index", "duplicate"}: the operation's place in the log (its first place, with
+        `duplicate`, when this id was ordered already); it goes on the feed as
+        `crdt.operation`."""
+        return await self._command(
+            c.CrdtOperation,
+            id=operation_id,
+            operation=operation,
+            timestamp=timestamp,
+            origin=origin,
+        )
+
+    async def set_cursor(self, name: str, index: int, position: int = 0) -> dict[str, Any]:
+        """{"cursor": {"index", "position"}, "moved"}: acknowledge the feed up to and including
+        event `position` of entry `index` (a cursor never moves back)."""
+        return await self._command(c.CursorSet, name=name, index=index, position=position)
+
+    async def get_cursor(self, name: str, *, stale: bool = False) -> dict[str, int] | None:
+        """The cursor ({"index", "position"}), or None when nothing was acknowledged."""
+        cursor: dict[str, int] | None = await self._query(c.CursorGet, "cursor", stale, name=name)
+        return cursor
+
     # -- the change feed -----------------------------------------------------------------------
 
     async def feed(
@@ -297,10 +338,10 @@ class SwarmClient:
             try:
                 events = await self.feed(index, limit, stale=stale)
             except ClientError as error:
-                first = _FIRST_INDEX.search(str(error)) if error.code == "compacted" else None
+                first = compacted_from(error)
                 if first is None:
                     raise
-                index, seen = int(first.group(1)), 0
+                index, seen = first, 0
                 continue
             for event in events[seen:]:
                 if event["index"] == index:
@@ -312,6 +353,12 @@ class SwarmClient:
                 await anyio.sleep(poll_interval)
             elif limit == MAX_FEED_LIMIT and seen >= MAX_FEED_LIMIT:
                 index, seen = index + 1, 0  # one entry with more events than a page can hold
+
+
+def compacted_from(error: ClientError) -> int | None:
+    """The first index a node's feed still holds, if `error` is its `compacted` refusal."""
+    found = _FIRST_INDEX.search(str(error)) if error.code == "compacted" else None
+    return None if found is None else int(found.group(1))
 
 
 def _listed(items: Sequence[str] | None) -> list[str] | None:

@@ -53,6 +53,7 @@ class LedgerConfig(BaseModel):
     session_timeout_seconds: float = Field(default=3600.0, gt=0)
     max_results_per_session: int = Field(default=10_000, ge=1)
     feed_keep: int = Field(default=10_000, ge=1)  # change-feed events kept in memory
+    crdt_dedupe_seconds: float = Field(default=3600.0, gt=0)  # CRDT operation ids remembered
 
 
 class _Command(BaseModel):
@@ -209,6 +210,37 @@ class DecisionVote(_Command):
     reason: Text = ""
 
 
+class CrdtOperation(_Command):
+    """An operation of the swarm's CRDTs, given its place in the total order: the ledger keeps
+    no CRDT state; it puts the operation on the change feed at its log index. `id` names one
+    operation: sent again (within crdt_dedupe_seconds) it is answered with its first index."""
+
+    op: Literal["crdt.op"] = "crdt.op"
+    id: Ident
+    origin: Ident | None = None  # who sent it (the bus sender)
+    operation: JsonValue
+    timestamp: JsonValue = None  # the operation's own clock (Lamport, HLC, vector): opaque here
+
+    _operation_size = field_validator("operation", "timestamp")(_check_size)
+
+    @field_validator("operation")
+    @classmethod
+    def _present(cls, value: JsonValue) -> JsonValue:
+        if value is None:
+            raise ValueError("an operation is required")
+        return value
+
+
+class CursorSet(_Command):
+    """A reader of the change feed acknowledges the events up to and including event
+    `position` (0-based) of entry `index`; a cursor only moves forward."""
+
+    op: Literal["cursor.set"] = "cursor.set"
+    name: Ident
+    index: int = Field(ge=1)
+    position: int = Field(default=0, ge=0, le=1_000_000)
+
+
 class Clock(_Command):
     """No change but the time: the leader proposes one when the ledger is idle, so leases,
     heartbeats, TTLs and deadlines expire on time."""
@@ -231,6 +263,8 @@ Command = Annotated[
     | MemoryCas
     | DecisionPropose
     | DecisionVote
+    | CrdtOperation
+    | CursorSet
     | Clock,
     Field(discriminator="op"),
 ]
@@ -287,8 +321,21 @@ class FeedRead(_Query):
     limit: int = Field(default=100, ge=1, le=10_000)
 
 
+class CursorGet(_Query):
+    query: Literal["cursor.get"] = "cursor.get"
+    name: Ident
+
+
 Query = Annotated[
-    TaskGet | TaskList | AgentList | MemoryGet | MemoryList | DecisionGet | DecisionList | FeedRead,
+    TaskGet
+    | TaskList
+    | AgentList
+    | MemoryGet
+    | MemoryList
+    | DecisionGet
+    | DecisionList
+    | FeedRead
+    | CursorGet,
     Field(discriminator="query"),
 ]
 QUERY_ADAPTER: TypeAdapter[Query] = TypeAdapter(Query)

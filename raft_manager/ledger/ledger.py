@@ -6,13 +6,13 @@ order give the same state, results and snapshot bytes on every replica. The ledg
 clock: its time is the largest entry timestamp seen so far, so it never runs backwards even if
 leaders' clocks disagree. Before a command runs, the clock moves to the entry's timestamp and
 every deadline that passed fires, in a fixed order (timers.py): leases end, silent agents die,
-TTLs expire, decisions close, idle sessions go. Then the session table answers a retried command
-from its record, or the command runs and its result is recorded. A rule the command breaks is a
-LedgerError, turned into an `{"ok": false, ...}` result before anything changed. Each change is
-also an event on the change feed. `snapshot()` is canonical JSON of the whole state (timers and
-queues are rebuilt from it by `restore`): every collection is written in an order that depends
-on the log alone (submission order for tasks and decisions, sorted keys for the rest), so equal
-histories give equal bytes.
+TTLs expire, decisions close, idle sessions go, old CRDT operation ids are forgotten. Then the
+session table answers a retried command from its record, or the command runs and its result is
+recorded. A rule the command breaks is a LedgerError, turned into an `{"ok": false, ...}` result
+before anything changed. Each change is also an event on the change feed. `snapshot()` is
+canonical JSON of the whole state (timers and queues are rebuilt from it by `restore`): every
+collection is written in an order that depends on the log alone (submission order for tasks and
+decisions, sorted keys for the rest), so equal histories give equal bytes.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ import pydantic_core
 
 from . import commands as c
 from .agents import HEARTBEAT, AgentBook
+from .crdt import CRDT, CrdtLog
+from .cursors import Cursors
 from .decisions import DEADLINE, DecisionBook
 from .errors import LedgerError
 from .feed import Feed
@@ -33,7 +35,7 @@ from .sessions import SESSION, SessionTable
 from .tasks import LEASE, TaskBook
 from .timers import Timers
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2 added crdt and cursors; a version 1 image restores without them
 _decode_json = json.JSONDecoder().decode  # json.loads(bytes) also sniffs the encoding each call
 
 
@@ -61,6 +63,8 @@ class Ledger:
             round(self.config.session_timeout_seconds * 1000),
             self.config.max_results_per_session,
         )
+        self.crdt = CrdtLog(self.timers, round(self.config.crdt_dedupe_seconds * 1000))
+        self.cursors = Cursors()
         self.feed = Feed(self.config.feed_keep)
         self.now = 0  # ms: the largest entry timestamp applied so far
         self.applied = 0
@@ -80,6 +84,8 @@ class Ledger:
             "memory.cas": self._cas,
             "decision.propose": self._propose,
             "decision.vote": self._vote,
+            "crdt.op": lambda cmd, index: self.crdt.order(cmd, index, self.now, self._emit),
+            "cursor.set": lambda cmd, index: self.cursors.set(cmd),
             "clock": lambda cmd, index: {"ok": True, "now": self.now},
         }
 
@@ -129,6 +135,8 @@ class Ledger:
                 self.decisions.expire(key, now, self._emit)
             elif kind == SESSION:
                 self.sessions.expire(key, now)
+            elif kind == CRDT:
+                self.crdt.expire(key, now)
 
     def _emit(self, kind: str, data: dict[str, Any]) -> None:
         self.feed.add(self.applied, self._term, self.now, kind, data)
@@ -202,6 +210,8 @@ class Ledger:
             return {"ok": True, "decision": self.decisions.get(query.decision_id)}
         if isinstance(query, c.DecisionList):
             return {"ok": True, "decisions": self.decisions.find(query.state)}
+        if isinstance(query, c.CursorGet):
+            return {"ok": True, "cursor": self.cursors.get(query.name)}
         return {"ok": True, "events": self.feed.read(query.from_index, query.limit)}
 
     # -- snapshots -----------------------------------------------------------------------------
@@ -216,12 +226,14 @@ class Ledger:
             "memory": self.memory.dump(),
             "decisions": self.decisions.dump(),
             "sessions": self.sessions.dump(),
+            "crdt": self.crdt.dump(),
+            "cursors": self.cursors.dump(),
         }
         return pydantic_core.to_json(image)  # Rust; 14x faster than json.dumps of asdict
 
     def restore(self, data: bytes) -> None:
         image = pydantic_core.from_json(data)
-        if image.get("version") != SNAPSHOT_VERSION:
+        if image.get("version") not in (1, SNAPSHOT_VERSION):
             raise ValueError(f"unknown ledger snapshot version {image.get('version')!r}")
         self.timers.clear()
         self.applied, self.now = image["applied"], image["now"]
@@ -230,4 +242,6 @@ class Ledger:
         self.memory.load(image["memory"])
         self.decisions.load(image["decisions"])
         self.sessions.load(image["sessions"])
+        self.crdt.load(image.get("crdt", []))
+        self.cursors.load(image.get("cursors", {}))
         self.feed.reset(self.applied)

@@ -137,6 +137,11 @@ class AdaptersConfig(BaseModel):
     dedupe_ttl_s: float = Field(default=120.0, ge=1, le=30 * 86_400)  # handled-id records
     handled_cache: int = Field(default=10_000, ge=10, le=10_000_000)  # in-process handled ids
     publish_timeout_s: float = Field(default=10.0, gt=0, le=3600)  # retrying while Redis is away
+    # The peer adapters (raft_manager/adapters/, docs/protocol.md):
+    report_period_s: float = Field(default=10.0, gt=0, le=86_400)  # quorum reports, at least
+    metrics_period_s: float = Field(default=10.0, gt=0, le=86_400)  # metrics snapshots
+    feed_window: int = Field(default=1000, ge=1, le=100_000)  # feed events sent, not acked
+    feed_resend_s: float = Field(default=5.0, gt=0, le=3600)  # resend unacked events after
 
     @field_validator("redis_url")
     @classmethod

@@ -6,6 +6,10 @@ ledger as its state machine), the client endpoint and the ledger clock in one ta
 SIGTERM or SIGINT, then closes the storage. A node address that cannot be bound is reported as
 ConfigError before anything else starts, and so are a key file or TLS certificates that
 cannot be used ([security]: frames authenticated with the key file's keys, TCP over mutual TLS).
+
+Services from the floors above (the swarm adapters) start with the node: `run_node` runs each
+in the node's task group, handing it the node's `NodeParts` (what a service may use: the
+config, the key ring, the metrics, the runtime's status); this floor never imports them.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ import logging
 import random
 import signal
 import socket
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import anyio
 
@@ -21,7 +28,7 @@ from raft_manager.core import ConfState, Raft, RaftConfig
 from raft_manager.ledger import Ledger
 from raft_manager.storage import FileStorage
 from raft_manager.transport.auth import FrameAuthenticator
-from raft_manager.transport.base import Transport, parse_address
+from raft_manager.transport.base import Transport, TransportStats, parse_address
 from raft_manager.transport.keys import KeyFileError, KeyRing, load_key_file
 from raft_manager.transport.redis_streams import RedisStreamsTransport
 from raft_manager.transport.tcp import TcpTransport
@@ -35,6 +42,23 @@ from .metrics import NodeMetrics
 from .runtime import NodeRuntime
 
 log = logging.getLogger("raft_manager.server")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeParts:
+    """What a service started with the node may use."""
+
+    node_id: str
+    config: ClusterConfig
+    keyring: KeyRing | None  # None without [security] key_file; shared with frame authentication
+    frames_authenticated: bool
+    metrics: NodeMetrics
+    frame_stats: TransportStats  # the Raft transport's counters (dropped frames by reason)
+    is_leader: Callable[[], bool]
+    status: Callable[[], dict[str, Any]]  # the runtime's status (computes the state digest)
+
+
+Service = Callable[[NodeParts], Coroutine[Any, Any, None]]
 
 
 def check_bindable(address: str) -> None:
@@ -67,7 +91,7 @@ def load_security(config: ClusterConfig, node_id: str) -> tuple[KeyRing | None, 
     return keyring, tls
 
 
-async def run_node(config: ClusterConfig, node_id: str) -> None:
+async def run_node(config: ClusterConfig, node_id: str, services: Sequence[Service] = ()) -> None:
     spec = config.nodes.get(node_id)
     if spec is None:
         raise ConfigError(f"node {node_id!r} is not in the cluster ({', '.join(config.nodes)})")
@@ -136,11 +160,23 @@ async def run_node(config: ClusterConfig, node_id: str) -> None:
     clients = ClientServer(
         runtime, gateway, Membership(runtime, directory), spec.client_address, client_addresses
     )
+    parts = NodeParts(
+        node_id,
+        config,
+        keyring,
+        authenticator is not None,
+        metrics,
+        transport.stats,
+        lambda: runtime.is_leader,
+        runtime.status,
+    )
     try:
         async with anyio.create_task_group() as group:
             await group.start(runtime.run)
             await group.start(clients.serve, group)
             group.start_soon(gateway.run_clock)
+            for service in services:
+                group.start_soon(service, parts)
             log.info(
                 "event=node_started node=%s transport=%s address=%s client_address=%s",
                 node_id,

@@ -213,6 +213,13 @@ class KeyRing:
             raise KeyRejected("expired-key", f"key {key_id} expired at {key.expires:.3f}")
         raise KeyRejected("key-not-yet-valid", f"key {key_id} is valid from {key.not_before}")
 
+    def get(self, key_id: str) -> Key | None:
+        """The installed key `key_id`, whatever its window."""
+        return self._keys.get(key_id)
+
+    def keys(self) -> list[Key]:
+        return [self._keys[key_id] for key_id in sorted(self._keys)]
+
     def __contains__(self, key_id: object) -> bool:
         return key_id in self._keys
 

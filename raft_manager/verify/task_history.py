@@ -98,6 +98,14 @@ def _where(op: HistoryOp) -> str:
     return f"line {op.line}" if op.line else f"process {op.process}"
 
 
+def _by_task(ops: Iterable[HistoryOp]) -> dict[str, list[HistoryOp]]:
+    """`ops` grouped by their task, each group in the order given."""
+    grouped: dict[str, list[HistoryOp]] = {}
+    for op in ops:
+        grouped.setdefault(op.data["task"], []).append(op)
+    return grouped
+
+
 def check_tasks(
     ops: Iterable[HistoryOp], final: Sequence[Mapping[str, Any]] | None = None
 ) -> TaskReport:
@@ -125,9 +133,9 @@ def check_tasks(
     found = report.violations
     found += _acknowledged(submits, tables)
     found += _unique_tokens(claims)
-    for task_id in sorted({op.data["task"] for op in (*claims, *acts)}):
-        mine = [op for op in claims if op.data["task"] == task_id]
-        done = [op for op in acts if op.data["task"] == task_id]
+    claims_of, acts_of = _by_task(claims), _by_task(acts)
+    for task_id in sorted({*claims_of, *acts_of}):
+        mine, done = claims_of.get(task_id, []), acts_of.get(task_id, [])
         found += _leases(task_id, mine, done)
         found += _fencing(task_id, mine, done)
         found += _exactly_once(task_id, mine, done)
