@@ -9,11 +9,11 @@ import time
 
 import pytest
 from history_helpers import get, op, put, put_info, random_history, stale_read
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from raft_manager.client.history import HistoryOp
-from raft_manager.verify.linearizability import KeyResult, check_key, check_memory
+from raft_manager.verify.linearizability import DEFAULT_BUDGET, check_key, check_memory
 from raft_manager.verify.register import INITIAL, Register
 from raft_manager.verify.wgl import search
 
@@ -389,8 +389,11 @@ histories = st.builds(
 
 @settings(max_examples=200, deadline=None)
 @given(histories)
+# CI found this one undecided at the default budget: its many pending info writes took the
+# search 1,149,071 steps (1.7 s); the property is about verdicts, so the budget here is larger
+@example(random_history(random.Random(3), 146, 1, 6, 0.2))
 def test_histories_of_a_sequential_register_are_linearizable(history: list[HistoryOp]) -> None:
-    results = check_memory(history)
+    results = check_memory(history, budget=20 * DEFAULT_BUDGET)
     assert all(result.verdict == "linearizable" for result in results), [
         result.as_dict() for result in results if result.verdict != "linearizable"
     ]
@@ -406,7 +409,7 @@ def test_a_read_of_a_value_never_written_is_found(history: list[HistoryOp], pick
     history[index] = dataclasses.replace(
         read, data={"key": read.data["key"], "found": True, "value": "never written", "version": 1}
     )
-    results: dict[str, KeyResult] = {result.key: result for result in check_memory(history)}
+    results = {result.key: result for result in check_memory(history, 20 * DEFAULT_BUDGET)}
     mutated = results[read.data["key"]]
     assert mutated.verdict == "violation"
     assert mutated.witness is not None and mutated.witness.blocked == history[index]

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 from scenario_helpers import (
     VOTERS3,
+    config,
     entry,
     flush,
     log_of,
@@ -392,3 +393,41 @@ def test_single_node_sim_cluster_applies_proposal_without_ticks() -> None:
     assert memory(node) == {"k": "v"}
     assert node.applied == index
     assert cluster.now == 0
+
+
+class _LowestDraw(random.Random):
+    """An RNG whose every randomized election timeout is the shortest one allowed."""
+
+    def randrange(self, start: int, stop: int | None = None, step: int = 1) -> int:  # type: ignore[override]
+        return start
+
+
+def test_the_shortest_election_timeout_outlasts_the_other_followers_lease() -> None:
+    """Regression (the bench's failover trials: about one in three took a second election
+    round). b and c hear the leader's last heartbeat at the same moment, then the leader dies;
+    b ticks just before c. A timeout drawn as exactly election_tick fired while c, one tick
+    behind, still counted the leader as live and ignored b's pre-vote, costing a whole round.
+    Drawn strictly above election_tick, b asks only once c's lease has run out."""
+    settings = {"pre_vote": True, "check_quorum": True}
+    b, c = (
+        Raft(
+            config(node, **settings), _LowestDraw(), RestoredState(HardState(1, None, 0), None, [])
+        )
+        for node in ("b", "c")
+    )
+    for node in (b, c):
+        for _ in range(node.config.election_tick):  # past the start-up lease
+            node.tick()
+        step(node, Heartbeat(frm="a", to=node.id, term=1, commit=0, round=1))
+    for _ in range(3 * b.config.election_tick):
+        b.tick()
+        asks = [m for m in flush(b).messages if isinstance(m, RequestVote) and m.to == "c"]
+        if asks:
+            answers = step(c, asks[0])
+            assert [(m.granted, m.pre_vote) for m in of_type(answers, VoteResponse)] == [
+                (True, True)
+            ], "c ignored b's pre-vote: still in the dead leader's lease"
+            return
+        c.tick()
+        flush(c)
+    raise AssertionError("b never campaigned")

@@ -35,7 +35,7 @@ from raft_manager.transport.framing import FrameReader, FrameWriter
 
 RETRYABLE = ("timeout", "dropped", "lost", "unavailable")
 BACKOFF_START = 0.01
-BACKOFF_MAX = 0.5
+BACKOFF_MAX = 0.05
 MAX_RESPONSE_BYTES = 64 << 20
 SWEEP_SECONDS = 0.02  # how late past its deadline a request may be failed
 _GONE = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)

@@ -8,8 +8,10 @@ connection; a frame that fails to decode is dropped and counted by reason; eithe
 keeps serving. Outbound, `send` never blocks: it puts the message in the peer's bounded queue (a
 full queue drops it, counted: a slow peer costs at most its queue), and one task per peer drains
 the queue, writing everything queued as one buffer, (re)connecting with exponential backoff and
-jitter when needed. Messages lost with a broken connection are Raft's to resend; the transport
-only promises not to reorder what it delivers on one connection.
+jitter when needed. It also watches its connection for the peer closing it (the peer never
+writes back), so a sender that had nothing to say reconnects as soon as the peer restarts
+instead of losing its next message to a dead socket. Messages lost with a broken connection are
+Raft's to resend; the transport only promises not to reorder what it delivers on one connection.
 
 Optionally (both off by default) connections run over mutual TLS (`tls`, see tls.py: a peer
 without a certificate from the cluster's CA is refused at the handshake, counted as
@@ -19,6 +21,7 @@ dropped and counted by reason, like a frame that fails to decode).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -148,18 +151,27 @@ class TcpTransport:
                 continue
             backoff.reset()
             log.info("event=peer_connected peer=%s address=%s", peer, state.address)
-            in_hand: list[bytes] = []
-            try:
-                async with stream:
-                    while True:  # everything queued goes out as one write
-                        in_hand = await state.outbox.take_all()
-                        buffer = b"".join(in_hand)
-                        await stream.send(buffer)
-                        self.stats.sent += len(in_hand)
-                        self.stats.bytes_out += len(buffer)
-            except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self.stats.dropped["connection-lost"] += len(in_hand)
-                log.info("event=peer_disconnected peer=%s", peer)
+            in_hand: list[bytes] = []  # taken from the outbox, not yet written
+            async with stream, anyio.create_task_group() as connection:
+                connection.start_soon(_until_peer_leaves, stream, connection.cancel_scope)
+                await self._write_queued(stream, state, in_hand)
+                connection.cancel_scope.cancel()
+            self.stats.dropped["connection-lost"] += len(in_hand)
+            log.info("event=peer_disconnected peer=%s", peer)
+
+    async def _write_queued(self, stream: ByteStream, state: _Peer, in_hand: list[bytes]) -> None:
+        """Write what the outbox holds, everything queued as one write, until the connection
+        fails; `in_hand` keeps the frames of a write that did not go out."""
+        try:
+            while True:
+                in_hand[:] = await state.outbox.take_all()
+                buffer = b"".join(in_hand)
+                await stream.send(buffer)
+                self.stats.sent += len(in_hand)
+                self.stats.bytes_out += len(buffer)
+                in_hand.clear()
+        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            return
 
     async def _handshake(
         self, raw: ByteStream, *, server_side: bool, hostname: str | None = None
@@ -213,3 +225,14 @@ class TcpTransport:
         self.stats.received += 1
         assert self._deliver is not None
         self._deliver(msg)
+
+
+async def _until_peer_leaves(stream: ByteStream, connection: anyio.CancelScope) -> None:
+    """Close `connection` once the peer closes its end. The peer never writes on a connection
+    it accepted, so any answer (bytes or the end of the stream) means it went away: without this
+    watch an idle sender would find out only by losing its next message to the dead socket."""
+    with contextlib.suppress(
+        OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream
+    ):
+        await stream.receive()
+    connection.cancel()
