@@ -78,7 +78,7 @@ async def test_membership_requests_go_through_the_safe_change_and_bad_ones_chang
     absent = {"address": nodes.raft_addresses["n3"], "client_address": nodes.client_addresses["n3"]}
     async with (
         running(nodes, "n1"),
-        peer(redis_server.url, QUORUM) as played,
+        peer(redis_server.url, QUORUM, QUORUM_REPORT) as played,
         RaftClient([nodes.client_addresses["n1"]]) as client,
     ):
         await nodes.start("n2")
@@ -101,6 +101,15 @@ async def test_membership_requests_go_through_the_safe_change_and_bad_ones_chang
         assert slow.reason is not None and "n3 added as a learner" in slow.reason
         assert "has not caught up" in slow.reason
         assert await members() == [("n1", "voter"), ("n2", "voter"), ("n3", "learner")]
+
+        def healthy_with_the_learner_down() -> bool:
+            """Learners do not count toward the quorum (reviewed: they once made it degraded)."""
+            return any(
+                r.health == "healthy" and ("n3", "learner", False) in _rows(r)
+                for r in played.payloads(QUORUM_REPORT)
+            )
+
+        await eventually(healthy_with_the_learner_down, timeout=10)
         before = await members()
         refusals: dict[str, tuple[dict[str, Any], str, str]] = {
             "not a member": ({"action": "remove", "node": "n9"}, "rejected", "n9 is not a member"),
@@ -159,3 +168,7 @@ async def test_every_node_serves_requests_and_the_client_takes_them_to_the_leade
     assert {(r.outcome, r.reason) for r in results} == {("rejected", "n2 is not a learner")}
     servers = {reply.sender for reply in played.replies}
     assert len(servers) >= 2 and servers <= {f"raft-manager.{n}" for n in ("n1", "n2", "n3")}
+
+
+def _rows(report: Any) -> list[tuple[str, str, bool]]:
+    return [(m.id, m.role, m.reachable) for m in report.members]

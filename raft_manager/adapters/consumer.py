@@ -128,7 +128,6 @@ class Consumer:
         self._flush_every = config.claim_idle_ms / 4000
         self._handled: OrderedDict[str, _Handled] = OrderedDict()
         self._errors: OrderedDict[str, str] = OrderedDict()  # entry id -> its last failure
-        self.handled_count = 0
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Consume until cancelled. Reports started once the group exists; Redis errors are
@@ -329,7 +328,6 @@ class Consumer:
             self._errors.pop(item.entry, None)
             if item.new:
                 self.bus.metrics.handled.labels(item.envelope.type).inc()
-                self.handled_count += 1
 
     async def _dead_letter(
         self, entry: str, raw: bytes, reason: str, detail: str, attempts: int

@@ -131,7 +131,6 @@ class Replies:
 
     def __init__(self) -> None:
         self._waiting: dict[str, tuple[anyio.Event, list[Envelope]]] = {}
-        self.unexpected = 0
 
     async def wait(self, request_id: str, timeout: float) -> Envelope:
         """The reply to `request_id` (register before sending; TimeoutError after `timeout`)."""
@@ -152,7 +151,6 @@ class Replies:
     async def dispatch(self, envelope: Envelope) -> Reply | None:
         waiting = self._waiting.get(envelope.correlation_id or "")
         if waiting is None or waiting[0].is_set():
-            self.unexpected += 1
             return None
         waiting[1].append(envelope)
         waiting[0].set()

@@ -82,9 +82,13 @@ class QuorumAdapter:
     async def report(self) -> QuorumReport:
         listed = (await self.node.client.members())["members"]
         clients = {m["id"]: m["client_address"] for m in listed if m["client_address"]}
-        members = Members(clients=clients, raft={})
-        answers = await statuses(members)
-        health = health_of(members, answers)
+        answers = await statuses(Members(clients=clients, raft={}))
+        # the quorum is the voters': learners answering or not change nothing there
+        voters = {m["id"] for m in listed if m["role"] == "voter"}
+        health = health_of(
+            Members({i: a for i, a in clients.items() if i in voters}, {}),
+            {i: answer for i, answer in answers.items() if i in voters},
+        )
         leader_last = answers.get(health.leader or "", {}).get("last_index")
         rows = []
         for member in listed:

@@ -46,5 +46,5 @@ def _setup(config: ClusterConfig, transport: str) -> str:
     fsync = "on" if config.fsync else "off"
     return (
         f"defaults: fsync {fsync}, heartbeat {tick} ms, election timeout "
-        f"{(ticks + 1) * tick}-{(2 * ticks - 1) * tick} ms; {transport} transport"
+        f"{(ticks + 1) * tick}-{2 * ticks * tick} ms; {transport} transport"
     )

@@ -5,7 +5,8 @@ last. A call goes there (or to the first address), over one pipelined connection
 responses are matched to requests by id; a node gets `attempt_timeout` to answer. `not_leader`
 answers are followed to the leader they name; a connection failure, no answer in time,
 `timeout`, `dropped`, `lost` or `unavailable` moves on to the next node after a backoff
-(exponential, with full jitter), until the call's deadline passes, when TimeoutError is raised.
+(exponential, with full jitter: up to 0.5 s when the cluster says it is overloaded, up to 50 ms
+while looking for a leader), until the call's deadline passes, when TimeoutError is raised.
 Every command carries the client's session id, a request number (the same on every retry) and
 the lowest number still awaiting its answer, so the ledger applies each command once however
 often it is retried. Other refusals, and a command or query the ledger refused by its rules
@@ -34,8 +35,12 @@ from raft_manager.transport.codec import FrameError
 from raft_manager.transport.framing import FrameReader, FrameWriter
 
 RETRYABLE = ("timeout", "dropped", "lost", "unavailable")
+OVERLOADED = ("timeout", "dropped", "lost")  # the cluster is busy: back off further
 BACKOFF_START = 0.01
-BACKOFF_MAX = 0.05
+BACKOFF_MAX = 0.5
+# While the client looks for a leader (none answers, or none is known yet) a retry is one cheap
+# round trip, and the sooner it finds the new leader the shorter a failover looks to it.
+LEADER_SEARCH_BACKOFF_MAX = 0.05
 MAX_RESPONSE_BYTES = 64 << 20
 SWEEP_SECONDS = 0.02  # how late past its deadline a request may be failed
 _GONE = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)
@@ -319,7 +324,9 @@ class RaftClient:
                 last_problem, target = response["error"], next(targets)
             else:
                 raise ClientError(response["code"], response["error"])
-            await anyio.sleep(min(backoff * self._jitter.random(), max(remaining, 0)))
+            busy = response is not None and response["code"] in OVERLOADED
+            wait = backoff if busy else min(backoff, LEADER_SEARCH_BACKOFF_MAX)
+            await anyio.sleep(min(wait * self._jitter.random(), max(remaining, 0)))
             backoff = min(backoff * 2, BACKOFF_MAX)
         raise TimeoutError(f"{op} gave no answer within {self.timeout} s: {last_problem}")
 

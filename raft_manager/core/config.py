@@ -2,7 +2,7 @@
 
 Theory of operation: every protocol timer is counted in ticks, never in seconds; the runtime decides
 how long a tick is (the node issue uses 50 ms heartbeats). A node's election timeout is drawn from
-(election_tick, 2 * election_tick) each time it resets (strictly above election_tick: see
+(election_tick, 2 * election_tick] each time it resets (strictly above election_tick: see
 raft.py). Byte and count limits bound the work a single message or a single slow peer can cause.
 """
 

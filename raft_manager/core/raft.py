@@ -22,7 +22,7 @@ told are durable. Then it applies the committed entries in order and calls `adva
 `ready()` may not be called again before that `advance`; `step` and `tick` may.
 
 Protocol choices (Raft paper and dissertation sections in brackets):
-- randomized election timeout in (election_tick, 2 * election_tick) ticks [3.4], strictly above
+- randomized election timeout in (election_tick, 2 * election_tick] ticks [3.4], strictly above
   election_tick: the other followers keep a live leader's lease for election_tick of their own
   ticks, and timers counted in ticks fire up to one tick early, so a candidate drawing exactly
   election_tick met followers still in the lease about half the time and lost a whole round;
@@ -487,7 +487,7 @@ class Raft:
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
         tick = self.config.election_tick
-        self._randomized_timeout = self._rng.randrange(tick + 1, 2 * tick)
+        self._randomized_timeout = self._rng.randrange(tick + 1, 2 * tick + 1)
 
     def _reset(self, term: int) -> None:
         if term != self.term:

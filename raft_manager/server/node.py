@@ -55,7 +55,6 @@ class NodeParts:
     metrics: NodeMetrics
     frame_stats: TransportStats  # the Raft transport's counters (dropped frames by reason)
     is_leader: Callable[[], bool]
-    status: Callable[[], dict[str, Any]]  # the runtime's status (computes the state digest)
 
 
 Service = Callable[[NodeParts], Coroutine[Any, Any, None]]
@@ -168,7 +167,6 @@ async def run_node(config: ClusterConfig, node_id: str, services: Sequence[Servi
         metrics,
         transport.stats,
         lambda: runtime.is_leader,
-        runtime.status,
     )
     try:
         async with anyio.create_task_group() as group:
