@@ -3,11 +3,12 @@ them is replaced at any point by a fresh ledger restored from another's snapshot
 
 Hypothesis generates command sequences of every kind (tasks, agents, memory, decisions, clock),
 including ones the rules refuse (stale tokens, wrong agents, votes from outsiders, duplicate
-ids), retries and acks in client sessions, undecodable entries, and clock jumps both ways. After
-every step: every replica returned the same result and emitted the same feed events for the
-entry, their snapshots are equal bytes, a snapshot restores to the same bytes, no task is held
-by two agents, and only the current holder's token is ever accepted. Deterministic regression
-tests for the divergences the property found follow the state machine.
+ids, ids of finished tasks forgotten since), retries and acks in client sessions, undecodable
+entries, and clock jumps both ways. After every step: every replica returned the same result
+and emitted the same feed events for the entry, their snapshots are equal bytes, a snapshot
+restores to the same bytes, no task is held by two agents, and only the current holder's token
+is ever accepted. Deterministic regression tests for the divergences the property found follow
+the state machine.
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ VALUES = st.sampled_from([None, 0, 1, "x", [1], {"v": 2}])
 LEASES = st.sampled_from([0.0004, 1.0, 5.0, 30.0, 120.0])
 TIMEOUTS = st.sampled_from([2.0, 10.0, 60.0])
 
-CONFIG = LedgerConfig(session_timeout_seconds=90, max_results_per_session=3, feed_keep=10_000)
+CONFIG = LedgerConfig(
+    session_timeout_seconds=90,
+    max_results_per_session=3,
+    feed_keep=10_000,
+    finished_task_retention_seconds=120,
+    max_finished_tasks=2,
+)
 
 # How far each entry moves the leader's clock (ms): often not at all, sometimes far, sometimes
 # back (a new leader whose clock is behind).

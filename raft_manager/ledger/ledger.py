@@ -35,7 +35,7 @@ from .sessions import SESSION, SessionTable
 from .tasks import LEASE, TaskBook
 from .timers import Timers
 
-SNAPSHOT_VERSION = 2  # 2 added crdt and cursors; a version 1 image restores without them
+SNAPSHOT_VERSION = 3  # 2 added crdt and cursors, 3 finished_tasks; older images restore too
 _decode_json = json.JSONDecoder().decode  # json.loads(bytes) also sniffs the encoding each call
 
 
@@ -54,7 +54,11 @@ class Ledger:
     def __init__(self, config: c.LedgerConfig | None = None) -> None:
         self.config = config or c.LedgerConfig()
         self.timers = Timers()
-        self.tasks = TaskBook(self.timers)
+        self.tasks = TaskBook(
+            self.timers,
+            round(self.config.finished_task_retention_seconds * 1000),
+            self.config.max_finished_tasks,
+        )
         self.agents = AgentBook(self.timers)
         self.memory = MemoryStore(self.timers)
         self.decisions = DecisionBook(self.timers)
@@ -137,6 +141,7 @@ class Ledger:
                 self.sessions.expire(key, now)
             elif kind == CRDT:
                 self.crdt.expire(key, now)
+        self.tasks.forget(now)
 
     def _emit(self, kind: str, data: dict[str, Any]) -> None:
         self.feed.add(self.applied, self._term, self.now, kind, data)
@@ -222,6 +227,7 @@ class Ledger:
             "applied": self.applied,
             "now": self.now,
             "tasks": self.tasks.dump(),
+            "finished_tasks": self.tasks.dump_finished(),
             "agents": self.agents.dump(),
             "memory": self.memory.dump(),
             "decisions": self.decisions.dump(),
@@ -233,11 +239,11 @@ class Ledger:
 
     def restore(self, data: bytes) -> None:
         image = pydantic_core.from_json(data)
-        if image.get("version") not in (1, SNAPSHOT_VERSION):
+        if image.get("version") not in (1, 2, SNAPSHOT_VERSION):
             raise ValueError(f"unknown ledger snapshot version {image.get('version')!r}")
         self.timers.clear()
         self.applied, self.now = image["applied"], image["now"]
-        self.tasks.load(image["tasks"])
+        self.tasks.load(image["tasks"], image.get("finished_tasks"))
         self.agents.load(image["agents"])
         self.memory.load(image["memory"])
         self.decisions.load(image["decisions"])

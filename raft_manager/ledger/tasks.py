@@ -12,11 +12,18 @@ against `max_attempts`; the last one fails the task for good. Dependencies must 
 is submitted, so the graph stays acyclic by construction (a task naming itself is the only cycle
 anyone can ask for, and it is refused); when a dependency fails or is cancelled, every task
 waiting on it fails with that cause, transitively.
+
+A finished task is kept for `retention_ms` after it finished, and at most `max_finished` are kept
+(the first finished go first, at the next entry: `forget`); then its id is unknown again. Nothing
+that outlives it may depend on it: a waiting task only ever waits on unfinished or done tasks
+(a failed or cancelled dependency fails it at once), so a dependency that is gone was done, and
+queue entries and dependents' lists that still name a forgotten task are skipped.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -57,7 +64,10 @@ class Task:
 @dataclass(slots=True)
 class TaskBook:
     timers: Timers
+    retention_ms: int
+    max_finished: int
     tasks: dict[str, Task] = field(default_factory=dict)
+    _finished: deque[str] = field(default_factory=deque)  # final tasks, in the order they ended
     _queues: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
     _dependents: dict[str, list[str]] = field(default_factory=dict)
     _held: dict[str, set[str]] = field(default_factory=dict)  # agent -> claimed task ids
@@ -111,8 +121,8 @@ class TaskBook:
         best: tuple[int, int, str] | None = None
         for queue in cmd["queues"]:
             heap = self._queues.get(queue)
-            while heap and self.tasks[heap[0][2]].state != "pending":
-                heapq.heappop(heap)  # claimed, cancelled or failed since it was queued
+            while heap and not self._is_pending(heap[0][2]):
+                heapq.heappop(heap)  # claimed, finished or forgotten since it was queued
             if heap and (best is None or heap[0] < best):
                 best = heap[0]
         if best is None:
@@ -147,10 +157,10 @@ class TaskBook:
         task = self._held_task(cmd["task_id"], cmd["agent"], cmd["token"])
         result = cmd["result"]  # read before any change: a bad entry must change nothing
         self._release(task)
-        task.state, task.result, task.updated_at = "done", result, now
+        task.result = result
+        self._finish(task, "done", now)
         emit("task.completed", {"task_id": task.id, "agent": cmd["agent"]})
-        for dependent_id in self._dependents.get(task.id, ()):
-            dependent = self.tasks[dependent_id]
+        for dependent in self._dependents_of(task):
             if dependent.state == "waiting" and not self._unmet(dependent):
                 self._make_pending(dependent)
                 dependent.updated_at = now
@@ -167,7 +177,8 @@ class TaskBook:
             raise LedgerError("conflict", f"task {task.id} is already {task.state}")
         reason = cmd["reason"]  # read before any change: a bad entry must change nothing
         self._release(task)
-        task.state, task.error, task.updated_at = "cancelled", reason or None, now
+        task.error = reason or None
+        self._finish(task, "cancelled", now)
         emit("task.cancelled", {"task_id": task.id, "reason": reason})
         self._fail_dependents(task, now, emit)
         return {"ok": True, "task_id": task.id, "state": "cancelled"}
@@ -184,6 +195,18 @@ class TaskBook:
         """The agent is gone: each task it holds ends its attempt (back to pending, or failed)."""
         for task_id in sorted(self._held.get(agent, ())):
             self._end_attempt(self.tasks[task_id], why, now, emit)
+
+    def forget(self, now: int) -> None:
+        """Forget the finished tasks past the retention or beyond the count (first finished
+        first). Finishing times only grow along `_finished`, so the oldest are at its head."""
+        finished, tasks = self._finished, self.tasks
+        while finished and (
+            len(finished) > self.max_finished
+            or tasks[finished[0]].updated_at + self.retention_ms <= now
+        ):
+            task_id = finished.popleft()
+            del tasks[task_id]
+            self._dependents.pop(task_id, None)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -211,11 +234,17 @@ class TaskBook:
     def dump(self) -> list[Task]:
         return list(self.tasks.values())  # in submission order
 
-    def load(self, image: list[dict[str, Any]]) -> None:
+    def dump_finished(self) -> list[str]:
+        return list(self._finished)  # in the order they finished
+
+    def load(self, image: list[dict[str, Any]], finished: list[str] | None) -> None:
+        """Rebuild from `dump` and `dump_finished` (None from an image older than the latter:
+        the finished tasks are then ordered by the time they finished, then submission)."""
         self.tasks.clear()
         self._queues.clear()
         self._dependents.clear()
         self._held.clear()
+        self._finished.clear()
         for fields in image:
             task = Task(**fields)
             self.tasks[task.id] = task
@@ -227,6 +256,10 @@ class TaskBook:
                 assert task.agent is not None
                 self._held.setdefault(task.agent, set()).add(task.id)
                 self.timers.schedule(task.lease_until, LEASE, task.id)
+        if finished is None:
+            ended = [task for task in self.tasks.values() if task.state in FINAL]
+            finished = [task.id for task in sorted(ended, key=lambda task: task.updated_at)]
+        self._finished.extend(finished)
 
     # -- inside --------------------------------------------------------------------------------
 
@@ -251,7 +284,21 @@ class TaskBook:
         return task
 
     def _unmet(self, task: Task) -> bool:
-        return any(self.tasks[dep].state != "done" for dep in task.depends_on)
+        """Some dependency is not done (one that was forgotten was done: see the top)."""
+        tasks = self.tasks
+        return any(dep in tasks and tasks[dep].state != "done" for dep in task.depends_on)
+
+    def _is_pending(self, task_id: str) -> bool:
+        task = self.tasks.get(task_id)
+        return task is not None and task.state == "pending"
+
+    def _dependents_of(self, task: Task) -> list[Task]:
+        known = (self.tasks.get(each) for each in self._dependents.get(task.id, ()))
+        return [dependent for dependent in known if dependent is not None]
+
+    def _finish(self, task: Task, state: str, now: int) -> None:
+        task.state, task.updated_at = state, now
+        self._finished.append(task.id)
 
     def _queue(self, task: Task) -> None:
         entry = (-task.priority, task.submit_index, task.id)
@@ -271,7 +318,7 @@ class TaskBook:
         task.error, task.updated_at = why, now
         task.agent, task.lease_until = None, 0
         if task.attempts >= task.max_attempts:
-            task.state = "failed"
+            self._finish(task, "failed", now)
             emit("task.failed", {"task_id": task.id, "reason": why})
             self._fail_dependents(task, now, emit)
         else:
@@ -282,11 +329,10 @@ class TaskBook:
         stack = [root]
         while stack:
             cause = stack.pop()
-            for dependent_id in self._dependents.get(cause.id, ()):
-                dependent = self.tasks[dependent_id]
+            for dependent in self._dependents_of(cause):
                 if dependent.state != "waiting":
                     continue
-                dependent.state, dependent.updated_at = "failed", now
                 dependent.error = f"dependency {cause.id} {cause.state}"
+                self._finish(dependent, "failed", now)
                 emit("task.failed", {"task_id": dependent.id, "reason": dependent.error})
                 stack.append(dependent)
