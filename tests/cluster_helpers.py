@@ -101,11 +101,13 @@ class Cluster:
         return RaftClient(initial, timeout=5.0)
 
 
-async def statuses_of(client: RaftClient, cluster: Cluster) -> dict[str, dict[str, object]]:
+async def statuses_of(
+    client: RaftClient, cluster: Cluster, *, digest: bool = False
+) -> dict[str, dict[str, object]]:
     found = {}
     for node, address in cluster.client_addresses.items():
         try:
-            found[node] = await client.status(address)
+            found[node] = await client.status(address, digest=digest)
         except Exception:  # a node that is down or starting: not in the map
             continue
     return found
@@ -114,11 +116,12 @@ async def statuses_of(client: RaftClient, cluster: Cluster) -> dict[str, dict[st
 async def converged(
     client: RaftClient, cluster: Cluster, nodes: tuple[str, ...]
 ) -> dict[str, dict[str, object]]:
-    """Statuses of `nodes` taken at one applied index (the idle leader's clock entries keep
-    the index moving, so only statuses that agree on it can be compared)."""
+    """Statuses of `nodes`, with their state digests, taken at one applied index (the idle
+    leader's clock entries keep the index moving, so only statuses that agree on it can be
+    compared)."""
     with anyio.fail_after(10):
         while True:
-            statuses = await statuses_of(client, cluster)
+            statuses = await statuses_of(client, cluster, digest=True)
             applied = {statuses[n]["applied_index"] for n in nodes if n in statuses}
             if len(statuses) >= len(nodes) and len(applied) == 1:
                 return statuses

@@ -359,7 +359,7 @@ def test_cancel_a_pending_task_makes_it_unclaimable() -> None:
 
 
 def test_cancel_a_claimed_task_fences_out_its_holder() -> None:
-    f = Feeder()
+    f = Feeder(LedgerConfig(finished_task_retention_seconds=86_400))
     f.submit("t")
     claim = f.claim("a")
     f.ok({"op": "task.cancel", "task_id": "t"})

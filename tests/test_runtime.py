@@ -156,7 +156,8 @@ async def test_a_checkpoint_gives_every_node_its_digest_at_one_index(tmp_path: P
         assert {runtime.digest_at(index)["digest"] for runtime in runtimes} == {made["digest"]}
         await leader.propose(_put("after", 1))  # the state moves on; the note stays
         assert leader.digest_at(index)["digest"] == made["digest"]
-        assert leader.status()["state_digest"] != made["digest"]
+        assert leader.status(digest=True)["state_digest"] != made["digest"]
+        assert "state_digest" not in leader.status()  # a full hash of the state: when asked
         unknown = leader.digest_at(index + 10_000)
         assert unknown["digest"] is None and unknown["applied_index"] < index + 10_000
         follower = next(runtime for runtime in runtimes if not runtime.is_leader)

@@ -93,6 +93,10 @@ class ProcessSystem:
     def nodes(self) -> Sequence[str]:
         return self._processes.nodes
 
+    @property
+    def pids(self) -> dict[str, int]:
+        return self._processes.pids
+
     def kill(self, node: str) -> None:
         self._processes.kill(node)
 

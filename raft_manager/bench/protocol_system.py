@@ -40,6 +40,10 @@ class ProtocolSystem(ProcessSystem):
         """The nodes' client addresses."""
         return list(self._members.clients.values())
 
+    def address_of(self, node: str) -> str:
+        """One node's client address."""
+        return self._members.clients[node]
+
     async def leader(self) -> str | None:
         return leader_of(await statuses(self._members))[0]
 

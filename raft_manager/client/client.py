@@ -239,9 +239,10 @@ class RaftClient:
         result: dict[str, Any] = await self._call("checkpoint")
         return result
 
-    async def status(self, address: str) -> dict[str, Any]:
-        """One node's own view (no redirect)."""
-        return await self._ask(address, Request(next(self._ids), "status"))
+    async def status(self, address: str, *, digest: bool = False) -> dict[str, Any]:
+        """One node's own view (no redirect); with `digest`, its state digest too
+        (`state_digest`: a hash of a full snapshot of its state, so ask only when needed)."""
+        return await self._ask(address, Request(next(self._ids), "status", digest=digest))
 
     async def log(self, address: str, start: int, count: int) -> dict[str, Any]:
         """One node's log bounds and its committed entries in [start, start + count) (at most

@@ -54,8 +54,8 @@ class LedgerConfig(BaseModel):
     max_results_per_session: int = Field(default=10_000, ge=1)
     feed_keep: int = Field(default=10_000, ge=1)  # change-feed events kept in memory
     crdt_dedupe_seconds: float = Field(default=3600.0, gt=0)  # CRDT operation ids remembered
-    finished_task_retention_seconds: float = Field(default=86_400.0, gt=0)  # then forgotten
-    max_finished_tasks: int = Field(default=100_000, ge=1)  # beyond: the first finished go
+    finished_task_retention_seconds: float = Field(default=3600.0, gt=0)  # then forgotten
+    max_finished_tasks: int = Field(default=10_000, ge=1)  # beyond: the first finished go
 
 
 class _Command(BaseModel):

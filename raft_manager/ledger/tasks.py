@@ -311,6 +311,7 @@ class TaskBook:
     def _release(self, task: Task) -> None:
         if task.agent is not None and task.state == "claimed":
             self._held.get(task.agent, set()).discard(task.id)
+            self.timers.cancel(LEASE, task.id)
 
     def _end_attempt(self, task: Task, why: str, now: int, emit: Emit) -> None:
         self._release(task)

@@ -146,7 +146,7 @@ class ClientServer:
                 result = runtime.digest_at(request.index)
             else:
                 members = self.membership.members()
-                result = {**runtime.status(), **members, "pid": os.getpid()}
+                result = {**runtime.status(request.digest), **members, "pid": os.getpid()}
         except LedgerError as error:
             writer.put(error_response(request.id, error.code, error.message))
             return

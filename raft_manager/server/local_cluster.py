@@ -97,12 +97,12 @@ def _bindable(port: int) -> bool:
 
 
 def node_argv(config: Path, node_id: str, *options: str) -> list[str]:
-    """The command line of a `raft-manager node` process (extra `options` appended)."""
+    """The command line of a `raft-manager node` process (extra `options` appended), through
+    the node command's own module: it starts faster than the whole command line."""
     return [
         sys.executable,
         "-m",
-        "raft_manager.cli",
-        "node",
+        "raft_manager.cli.node",
         "--config",
         str(config),
         "--id",

@@ -406,9 +406,10 @@ class NodeRuntime:
         raft = self.raft
         return {"id": raft.id, "term": raft.term, **log_page(raft.log, start, count)}
 
-    def status(self) -> dict[str, Any]:
+    def status(self, digest: bool = False) -> dict[str, Any]:
+        """This node's view; with `digest`, the state digest too (see `_state_digest`)."""
         raft = self.raft
-        return {
+        view = {
             "id": raft.id,
             "role": raft.role.value,
             "term": raft.term,
@@ -416,8 +417,10 @@ class NodeRuntime:
             "commit_index": raft.log.committed,
             "applied_index": raft.log.applied,
             "last_index": raft.log.last_index,
-            "state_digest": self._state_digest(),
         }
+        if digest:
+            view["state_digest"] = self._state_digest()
+        return view
 
     def _state_digest(self) -> str:
         """Equal on every node that applied the same entries in the same order; computed again

@@ -10,7 +10,9 @@ many requests in flight; each carries an `id` that its response echoes. Requests
         a ledger query: linearizable (ReadIndex) unless `stale`, when any node answers locally
     {"v": 1, "id": n, "op": "members", "body": {"kind": "list"} or a change}
         list the members, or add / promote / remove one (see raft_manager/server/members.py)
-    {"v": 1, "id": n, "op": "status"}
+    {"v": 1, "id": n, "op": "status", "digest": bool (optional, false)}
+        this node's view (role, term, indexes, leader); with `digest`, also the SHA-256 of its
+        state (a full snapshot of it: costly on a large ledger, so only when asked)
     {"v": 1, "id": n, "op": "transfer", "target": id, or "" for the most up-to-date follower}
     {"v": 1, "id": n, "op": "log", "from": index >= 0, "count": 0..LOG_PAGE_MAX}
         this node's log bounds and its committed entries in [from, from + count), each as
@@ -67,6 +69,7 @@ class Request:
     start: int = 0  # log: the first index asked for ("from" on the wire)
     count: int = 0  # log: how many indexes from there
     index: int = 0  # digest: the checkpoint's index
+    digest: bool = False  # status: include the state digest
 
 
 def encode_request(request: Request) -> bytes:
@@ -84,6 +87,8 @@ def encode_request(request: Request) -> bytes:
         message.update({"from": request.start, "count": request.count})
     elif request.op == "digest":
         message["index"] = request.index
+    elif request.op == "status" and request.digest:
+        message["digest"] = True
     return msgpack.packb(message, use_bin_type=True)  # type: ignore[no-any-return]
 
 
@@ -149,6 +154,11 @@ def _decode_fields(request_id: int, op: str, message: dict[str, Any]) -> Request
         if type(index) is not int or index < 1:
             raise ValueError("digest needs an integer index >= 1")
         return Request(request_id, op, index=index)
+    if op == "status":
+        digest = message.get("digest", False)
+        if type(digest) is not bool:
+            raise ValueError("digest must be true or false")
+        return Request(request_id, op, digest=digest)
     return Request(request_id, op)
 
 
