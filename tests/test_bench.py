@@ -16,13 +16,15 @@ import anyio
 import pytest
 from typer.testing import CliRunner
 
-from raft_manager.bench import BenchPlan, BenchReport, SystemResult, plot, processes
-from raft_manager.bench.processes import NodeProcesses
+from raft_manager.bench import BenchPlan, BenchReport, SystemResult, plot
+from raft_manager.bench.processes import ProcessSystem
 from raft_manager.bench.report import BEGIN, END, markdown, ratios, to_json, write_docs
 from raft_manager.bench.runner import SYSTEMS, measure
 from raft_manager.bench.system import BenchError, WriteFailed
 from raft_manager.bench.workloads import Samples, open_loop, sequential, throughput
 from raft_manager.cli.main import app
+from raft_manager.server import processes
+from raft_manager.server.processes import NodeProcesses
 
 FIGURES = {"throughput", "p50_ms", "p99_ms", "p99_at_load_ms", "failover_s", "fsync"}
 BENCH = [sys.executable, "-m", "raft_manager.cli", "bench"]
@@ -221,7 +223,7 @@ def test_the_docs_section_is_replaced_and_the_rest_kept(tmp_path: Path) -> None:
 def test_node_processes_are_stopped_on_every_way_out(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(processes, "STOP_SECONDS", 0.5)
+    monkeypatch.setattr(processes, "STOP_GRACE", 0.5)
     python = [sys.executable, "-c"]
     argv = {
         "calm": [*python, "import time; time.sleep(60)"],
@@ -231,8 +233,8 @@ def test_node_processes_are_stopped_on_every_way_out(
             "time.sleep(60)",
         ],
     }
-    with pytest.raises(RuntimeError), closing(NodeProcesses(tmp_path, argv)) as nodes:
-        nodes.start_all()
+    with pytest.raises(RuntimeError), closing(NodeProcesses(tmp_path, argv.__getitem__)) as nodes:
+        nodes.start_all(argv)
         pids = nodes.pids
         deadline = time.monotonic() + 10  # it ignores SIGTERM once it says "up"
         while "up" not in (tmp_path / "stubborn.log").read_text() and time.monotonic() < deadline:
@@ -245,12 +247,13 @@ def test_node_processes_are_stopped_on_every_way_out(
 
 def test_a_node_that_exits_by_itself_is_reported(tmp_path: Path) -> None:
     argv = {"n1": [sys.executable, "-c", "raise SystemExit(3)"]}
-    with closing(NodeProcesses(tmp_path, argv)) as nodes:
-        nodes.start_all()
+    with closing(NodeProcesses(tmp_path, argv.__getitem__)) as nodes:
+        nodes.start_all(argv)
+        system = ProcessSystem(nodes)
         deadline = time.monotonic() + 10
         with pytest.raises(BenchError, match="node n1 exited with code 3"):
             while time.monotonic() < deadline:
-                nodes.check()
+                system.check()
                 time.sleep(0.01)
 
 

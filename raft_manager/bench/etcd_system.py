@@ -28,9 +28,10 @@ import anyio
 
 from raft_manager.client.client import BACKOFF_MAX, BACKOFF_START
 from raft_manager.server.local_cluster import CLIENT_PORT_OFFSET, free_base_port
+from raft_manager.server.processes import NodeProcesses
 
 from .http_json import HttpError, HttpJson
-from .processes import NodeProcesses, ProcessSystem
+from .processes import ProcessSystem
 from .system import KEY, VALUE, WRITE_TIMEOUT, BenchError, Write, WriteFailed
 
 NAME = "etcd"
@@ -80,8 +81,8 @@ def etcd_system(directory: Path, nodes: int) -> Iterator[EtcdSystem]:
         for name in names
     }
     # SIGKILL at the end: a member's graceful stop waits seconds for peers that stop too
-    with closing(NodeProcesses(directory, argv, signal.SIGKILL)) as processes:
-        processes.start_all()
+    with closing(NodeProcesses(directory, argv.__getitem__, stop=signal.SIGKILL)) as processes:
+        processes.start_all(argv)
         yield EtcdSystem(processes, clients)
 
 

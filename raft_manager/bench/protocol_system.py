@@ -16,8 +16,9 @@ from contextlib import asynccontextmanager
 
 from raft_manager.client import ClientError, RaftClient
 from raft_manager.client.cluster_view import Members, health_of, leader_of, statuses
+from raft_manager.server.processes import NodeProcesses
 
-from .processes import NodeProcesses, ProcessSystem
+from .processes import ProcessSystem
 from .system import KEY, VALUE, WRITE_TIMEOUT, Write, WriteFailed
 
 PUT = {"op": "memory.put", "key": KEY, "value": VALUE}

@@ -17,8 +17,8 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 from raft_manager.server.local_cluster import CLIENT_PORT_OFFSET, free_base_port
+from raft_manager.server.processes import NodeProcesses
 
-from .processes import NodeProcesses
 from .protocol_system import ProtocolSystem
 from .system import BenchError
 
@@ -48,6 +48,6 @@ def pysyncobj_system(directory: Path, nodes: int) -> Iterator[ProtocolSystem]:
     specs = [f"--node={name}={raft[name]}={clients[name]}" for name in names]
     module = [sys.executable, "-m", "raft_manager.bench.pysyncobj_node"]
     argv = {name: [*module, "--id", name, *specs] for name in names}
-    with closing(NodeProcesses(directory, argv)) as processes:
-        processes.start_all()
+    with closing(NodeProcesses(directory, argv.__getitem__)) as processes:
+        processes.start_all(argv)
         yield ProtocolSystem(NAME, False, SETUP, processes, clients)

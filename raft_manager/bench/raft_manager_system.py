@@ -14,8 +14,8 @@ from pathlib import Path
 
 from raft_manager.server.config import ClusterConfig, load_config
 from raft_manager.server.local_cluster import free_base_port, node_argv, write_config
+from raft_manager.server.processes import NodeProcesses
 
-from .processes import NodeProcesses
 from .protocol_system import ProtocolSystem
 from .redis_server import redis_server
 from .system import BenchError
@@ -35,8 +35,8 @@ def raft_manager_system(directory: Path, nodes: int, transport: str) -> Iterator
         path = write_config(directory, nodes, base, transport, redis_url or UNUSED_REDIS)
         config = load_config(path)
         argv = {node: node_argv(path, node, "--log-level", "WARNING") for node in config.nodes}
-        processes = stack.enter_context(closing(NodeProcesses(directory, argv)))
-        processes.start_all()
+        processes = stack.enter_context(closing(NodeProcesses(directory, argv.__getitem__)))
+        processes.start_all(argv)
         clients = {node: spec.client_address for node, spec in config.nodes.items()}
         yield ProtocolSystem(NAME, config.fsync, _setup(config, transport), processes, clients)
 

@@ -38,6 +38,7 @@ from anyio.abc import TaskGroup
 
 from raft_manager.client import RaftClient
 from raft_manager.client.history import HistoryRecorder, read_history
+from raft_manager.server.processes import NodeProcesses
 from raft_manager.verify import verify_cluster
 from raft_manager.verify.checks import Check
 from raft_manager.verify.history_check import check_history
@@ -45,7 +46,7 @@ from raft_manager.verify.task_tables import fetch_task_tables, task_table_checks
 
 from .faults import FaultInjector
 from .membership import MembershipMover
-from .nodes import Cluster, NodeProcesses, StartError, wire_cluster
+from .nodes import Cluster, StartError, node_processes, wire_cluster
 from .plan import KINDS, TAIL, plan_faults
 from .plot import write_plot
 from .report import NS, ChaosReport, RunFacts
@@ -97,14 +98,14 @@ def run_chaos(
 ) -> ChaosReport:
     """Run it; StartError if the cluster could not start, Interrupted on SIGTERM."""
     with _folder(options.directory) as folder:
-        processes = NodeProcesses(folder)
+        processes = node_processes(folder)
         history_path = options.history or folder / "history.jsonl"
         run = _Run(options, processes, on_progress)
         try:
             with history_path.open("w", encoding="utf-8") as file:
                 facts = run.go(HistoryRecorder(file))
         finally:
-            processes.stop_all()
+            processes.close()
         run.progress.phase, run.progress.fault = "checking the history", ""
         on_progress(run.progress)
         ops = read_history(history_path)

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,7 @@ from raft_manager.client.cluster_view import (
 from raft_manager.server.config import ClusterConfig, ConfigError, load_config
 from raft_manager.server.local_cluster import node_argv, write_config
 from raft_manager.server.node import check_bindable
+from raft_manager.server.processes import spawn, stop_pids
 from raft_manager.transport.base import parse_address
 
 cluster_app = typer.Typer(help="Start and stop a local cluster.", no_args_is_help=True)
@@ -146,14 +145,7 @@ def up_command(
 
 def start_node(directory: Path, config: Path, node_id: str) -> int:
     """Start one `raft-manager node` process in the background (log in DIR/<id>.log)."""
-    log = (directory / f"{node_id}.log").open("ab")
-    process = subprocess.Popen(
-        node_argv(config, node_id),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    return process.pid
+    return spawn(directory, node_id, node_argv(config, node_id)).pid
 
 
 @cluster_app.command("down")
@@ -166,31 +158,10 @@ def down_command(
         typer.echo(f"no running cluster recorded in {directory}")
         raise typer.Exit(0)
     pids: dict[str, int] = json.loads(pid_file.read_text())
-    for pid in pids.values():
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            continue
-    deadline = time.monotonic() + 5
+    stop_pids(pids.values())
     for node_id, pid in pids.items():
-        while time.monotonic() < deadline and process_alive(pid):
-            time.sleep(0.05)
-        if process_alive(pid):
-            os.kill(pid, signal.SIGKILL)
         typer.echo(f"stopped {node_id} (pid {pid})")
     pid_file.unlink()
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # reap it if it is our child (cluster up and down in one process: tests)
-        reaped, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return reaped == 0
 
 
 CLUSTER_HELP = "The cluster's TOML file, or its nodes' client addresses: HOST:PORT,HOST:PORT."

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import tempfile
 import time
 from collections.abc import Iterator
@@ -33,8 +31,9 @@ from rich.table import Table
 from raft_manager.client import RaftClient
 from raft_manager.server.config import load_config
 from raft_manager.server.local_cluster import free_base_port, write_config
+from raft_manager.server.processes import stop_pids
 
-from .cluster import PIDS, process_alive, start_node
+from .cluster import PIDS, start_node
 from .demo_swarm import Audit, SwarmRun, audit, leader_of, run_swarm
 from .hooks import run_hook
 
@@ -77,7 +76,7 @@ def demo_command(
             summary = _run(folder, path, addresses, restart, say)
         finally:
             if not keep:
-                _stop(pids)
+                stop_pids(pids.values())
                 (folder / PIDS).unlink(missing_ok=True)
         summary["kept"] = keep
         if keep:
@@ -156,18 +155,6 @@ def _cluster_folder(directory: Path | None, keep: bool) -> Iterator[Path]:
 
 def _save_pids(folder: Path, pids: dict[str, int]) -> None:
     (folder / PIDS).write_text(json.dumps(pids))
-
-
-def _stop(pids: dict[str, int]) -> None:
-    for pid in pids.values():
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 5
-    for pid in pids.values():
-        while time.monotonic() < deadline and process_alive(pid):
-            time.sleep(0.05)
-        if process_alive(pid):
-            os.kill(pid, signal.SIGKILL)
 
 
 def _print_summary(console: Console, summary: dict[str, Any]) -> None:

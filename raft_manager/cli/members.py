@@ -15,10 +15,7 @@ still computes the same initial configuration). Exit codes as for the ledger com
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +23,7 @@ import typer
 
 from raft_manager.client import SwarmClient
 from raft_manager.client.cluster_view import change_members
+from raft_manager.server.processes import stop_pids
 from raft_manager.transport.base import parse_address
 
 from .cluster import (
@@ -33,7 +31,6 @@ from .cluster import (
     PIDS,
     cluster_app,
     load_cluster_file,
-    process_alive,
     start_node,
 )
 from .ledger import BAD_USAGE, REFUSED, ClusterOption, JsonOption, TimeoutOption, call, show, table
@@ -182,9 +179,6 @@ def cluster_remove_command(
     pids = json.loads(pids_file.read_text()) if pids_file.exists() else {}
     pid = pids.pop(node, None)
     if pid is not None:
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while process_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        stop_pids([pid])
         pids_file.write_text(json.dumps(pids))
     _show(as_json, result, f"{node} removed")
