@@ -82,7 +82,7 @@ class QuorumAdapter:
     async def report(self) -> QuorumReport:
         listed = (await self.node.client.members())["members"]
         clients = {m["id"]: m["client_address"] for m in listed if m["client_address"]}
-        answers = await statuses(Members(clients=clients, raft={}))
+        answers = await statuses(Members(clients=clients, raft={}), client=self.node.client)
         # the quorum is the voters': learners answering or not change nothing there
         voters = {m["id"] for m in listed if m["role"] == "voter"}
         health = health_of(

@@ -21,7 +21,6 @@ from .redis_server import redis_server
 from .system import BenchError
 
 NAME = "raft-manager"
-UNUSED_REDIS = "redis://127.0.0.1:6379/0"  # the tcp transport's config still names one
 
 
 @contextmanager
@@ -32,7 +31,7 @@ def raft_manager_system(directory: Path, nodes: int, transport: str) -> Iterator
         base = free_base_port(nodes)
         if base is None:
             raise BenchError("no free loopback ports for raft-manager's nodes")
-        path = write_config(directory, nodes, base, transport, redis_url or UNUSED_REDIS)
+        path = write_config(directory, nodes, base, transport, redis_url or None)
         config = load_config(path)
         argv = {node: node_argv(path, node, "--log-level", "WARNING") for node in config.nodes}
         processes = stack.enter_context(closing(NodeProcesses(directory, argv.__getitem__)))

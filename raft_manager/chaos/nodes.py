@@ -82,11 +82,8 @@ async def wire_cluster(
     network = ChaosNetwork(raft_addresses(total, base))
     await network.start(group)
     nodes = list(raft_addresses(total, base))
-    redis_url = ClusterConfig.model_fields["redis_url"].default  # unused: TCP
     dial = {node: network.dial(node) for node in nodes}
-    path = write_config(
-        processes.directory, voters, base, "tcp", redis_url, joining=spares, dial=dial
-    )
+    path = write_config(processes.directory, voters, base, "tcp", joining=spares, dial=dial)
     assert path == processes.directory / CLUSTER_FILE
     return Cluster(
         load_config(path), tuple(nodes[:voters]), tuple(nodes[voters:]), network, processes

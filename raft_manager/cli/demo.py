@@ -62,7 +62,7 @@ def demo_command(
         if base_port is None:
             typer.echo("error: no free loopback ports for the demo", err=True)
             raise typer.Exit(2)
-        path = write_config(folder, NODES, base_port, "tcp", "redis://127.0.0.1:6379/0")
+        path = write_config(folder, NODES, base_port, "tcp")
         config = load_config(path)
         addresses = {node: spec.client_address for node, spec in config.nodes.items()}
         pids = {node: start_node(folder, path, node) for node in config.nodes}

@@ -40,21 +40,31 @@ class Members:
     raft: dict[str, str]
 
 
-async def statuses(members: Members, timeout: float = STATUS_TIMEOUT) -> dict[str, dict[str, Any]]:
+async def statuses(
+    members: Members, timeout: float = STATUS_TIMEOUT, *, client: RaftClient | None = None
+) -> dict[str, dict[str, Any]]:
     """Answers by member key (node id, or address for bare addresses); nodes that do not answer
-    within `timeout` are left out."""
+    within `timeout` are left out. A poller passes its own open `client`, whose connections
+    then serve every round; else one is opened for this round."""
     found: dict[str, dict[str, Any]] = {}
 
     async def ask(client: RaftClient, key: str, address: str) -> None:
-        try:
-            found[key] = await client.status(address)
-        except Exception:  # down, starting, or unreachable: reported as unreachable
-            return
+        with anyio.move_on_after(timeout):
+            try:
+                found[key] = await client.status(address)
+            except Exception:  # down, starting, or unreachable: reported as unreachable
+                return
 
-    addresses = list(members.clients.values())
-    async with RaftClient(addresses, timeout=timeout) as client, anyio.create_task_group() as group:
-        for key, address in members.clients.items():
-            group.start_soon(ask, client, key, address)
+    async def ask_all(client: RaftClient) -> None:
+        async with anyio.create_task_group() as group:
+            for key, address in members.clients.items():
+                group.start_soon(ask, client, key, address)
+
+    if client is not None:
+        await ask_all(client)
+    else:
+        async with RaftClient(list(members.clients.values()), timeout=timeout) as own:
+            await ask_all(own)
     return {key: found[key] for key in members.clients if key in found}
 
 

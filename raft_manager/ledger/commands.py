@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
+import pydantic_core
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -62,9 +63,14 @@ class _Command(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+DEFAULT_MAX_PAYLOAD_BYTES = LedgerConfig().max_payload_bytes
+
+
 def _check_size(value: Any, info: ValidationInfo) -> Any:
-    limit = (info.context or {}).get("max_payload_bytes", LedgerConfig().max_payload_bytes)
-    size = len(json.dumps(value, separators=(",", ":")))
+    """At most `max_payload_bytes` of JSON (compact, UTF-8: as the value is stored)."""
+    context = info.context
+    limit = context["max_payload_bytes"] if context else DEFAULT_MAX_PAYLOAD_BYTES
+    size = len(pydantic_core.to_json(value))
     if size > limit:
         raise ValueError(f"{size} bytes of JSON, more than the {limit} allowed")
     return value

@@ -33,15 +33,18 @@ def write_config(
     nodes: int,
     base_port: int,
     transport: str,
-    redis_url: str,
+    redis_url: str | None = None,
     *,
     joining: int = 0,
     dial: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Path:
     """A local cluster file: node k gets Raft port base+k-1 and client port base+100+k-1. The
     `joining` nodes after the `nodes` initial voters have `join = true` (members once added);
-    `dial` gives nodes the addresses to reach peers at (node id -> peer id -> address)."""
-    lines = ['cluster_id = "local"', f'transport = "{transport}"', f'redis_url = "{redis_url}"']
+    `dial` gives nodes the addresses to reach peers at (node id -> peer id -> address); the
+    `redis_url` (the Redis transport's) is left to its default when not given."""
+    lines = ['cluster_id = "local"', f'transport = "{transport}"']
+    if redis_url is not None:
+        lines.append(f'redis_url = "{redis_url}"')
     for k, (node, address) in enumerate(raft_addresses(nodes + joining, base_port).items(), 1):
         lines += [
             f"[nodes.{node}]",
