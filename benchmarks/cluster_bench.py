@@ -34,6 +34,7 @@ from raft_manager.bench.raft_manager_system import raft_manager_system
 from raft_manager.bench.system import WriteFailed, wait_settled
 from raft_manager.client import ClientError, RaftClient
 from raft_manager.client.worker import work
+from raft_manager.server.collector import tune_collector
 
 AGENTS = 8
 USE_UVLOOP = importlib.util.find_spec("uvloop") is not None  # as the nodes do
@@ -143,6 +144,7 @@ def main() -> None:
     parser.add_argument("--transport", default="tcp,redis", help="tcp, redis or both")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    tune_collector()  # as the nodes do (the client's pauses count in every latency)
     report: dict[str, object] = {}
     with tempfile.TemporaryDirectory(dir=".") as scratch:
         directory = Path(scratch)

@@ -112,7 +112,9 @@ def _machine(report: BenchReport) -> str:
     return (
         f"{plan.nodes} nodes per system on loopback, {os.cpu_count()} cores "
         f"({platform.system()} {platform.machine()}), load average {load} (1/5/15 min) when "
-        f"the run began; {plan.seconds:g} s per workload, {VALUE_BYTES}-byte writes"
+        f"the run began; {plan.seconds:g} s per workload, {VALUE_BYTES}-byte writes; one "
+        "client process for all systems, its garbage collector tuned as raft-manager's nodes "
+        "tune theirs (server/collector.py)"
     )
 
 

@@ -36,6 +36,7 @@ from raft_manager.bench import PEERS, TRANSPORTS, BenchPlan, BenchReport, run_be
 from raft_manager.bench.plot import plot_cdfs
 from raft_manager.bench.redis_server import redis_binary
 from raft_manager.bench.report import markdown, notes, table, to_json, write_docs
+from raft_manager.server.collector import tune_collector
 
 PLOT_NAME = "bench-latency-cdf.png"
 
@@ -81,6 +82,7 @@ def bench_command(
     base = directory or Path.cwd()
     base.mkdir(parents=True, exist_ok=True)
     use_uvloop = importlib.util.find_spec("uvloop") is not None  # as the nodes do
+    tune_collector()  # as the nodes do: the client's pauses are in every latency it measures
     with tempfile.TemporaryDirectory(prefix="raft-manager-bench-", dir=base) as scratch:
         report = anyio.run(
             _until_sigterm, plan, Path(scratch), say, backend_options={"use_uvloop": use_uvloop}

@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import typer
 
+from raft_manager.server.collector import tune_collector
 from raft_manager.server.config import ConfigError, load_config
 from raft_manager.server.node import run_node
 from raft_manager.storage import CorruptionError
@@ -63,6 +64,7 @@ def node_command(
             from raft_manager.adapters.service import adapter_services
 
             services = adapter_services(cluster)
+        tune_collector()
         anyio.run(run_node, cluster, node_id, services, backend_options={"use_uvloop": use_uvloop})
     except ConfigError as error:
         typer.echo(f"error: {error}", err=True)
