@@ -15,7 +15,8 @@ import gc, json
 from raft_manager.server.collector import tune_collector
 before = gc.get_freeze_count()
 tune_collector()
-print(json.dumps({"before": before, "after": gc.get_freeze_count(), "threshold": gc.get_threshold()}))
+after, threshold = gc.get_freeze_count(), gc.get_threshold()
+print(json.dumps({"before": before, "after": after, "threshold": threshold}))
 """
 
 
