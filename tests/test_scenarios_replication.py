@@ -427,6 +427,9 @@ def test_follower_that_missed_appends_catches_up_in_idle_cluster(fault: str) -> 
     run_until(cluster, lambda: node.applied == leader.applied, 100)
 
 
+PROBE_RESENDS = 5
+
+
 def test_snapshot_chunks_are_sent_about_once_each() -> None:
     # Regression: a duplicate chunk's acknowledgement must not trigger another chunk, or each
     # duplicate starts a chunk/ack ping-pong that lasts until the transfer ends.
@@ -445,5 +448,8 @@ def test_snapshot_chunks_are_sent_about_once_each() -> None:
         for m in cluster.delivered[first_message:]
         if isinstance(m, InstallSnapshot) and m.to == follower
     ]
-    # One chunk per acknowledgement, plus at most one resend per heartbeat answer (one per tick).
-    assert len(chunks) <= expected_chunks + ticks
+    # One chunk per acknowledgement, plus at most one resend per heartbeat answer (one per tick),
+    # plus the first chunk sent again while the leader still probes (the follower's crash
+    # closed its connections: the leader probes it, and each answer to a probe sends the first
+    # chunk until one is acknowledged). A ping-pong would double the count.
+    assert len(chunks) <= expected_chunks + ticks + PROBE_RESENDS

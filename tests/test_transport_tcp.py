@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import anyio
 import pytest
@@ -157,3 +158,26 @@ async def test_a_sender_reconnects_when_an_idle_peer_goes_away_so_nothing_is_los
             await inbox.wait_for(1)
             assert [m.round for m in inbox.messages] == [2]  # type: ignore[attr-defined]
     assert a.stats.dropped["connection-lost"] == 0
+
+
+async def test_a_peer_whose_connection_goes_away_is_reported_lost_once_per_connection() -> None:
+    """When a connected peer's process ends, its connections close at once: the transport
+    tells its node (`lost`), so a follower whose leader died need not wait out a whole election
+    timeout. A peer that never answered is not reported: nothing was lost."""
+    port_a, port_b, port_c = free_port(), free_port(), free_port()
+    peers = {n: f"127.0.0.1:{p}" for n, p in (("a", port_a), ("b", port_b), ("c", port_c))}
+    a = TcpTransport("a", CLUSTER, peers["a"], peers)
+    lost: list[str] = []
+    async with anyio.create_task_group() as group:
+        await group.start(partial(a.serve, lost=lost.append), group, Inbox().deliver)
+        b = TcpTransport("b", CLUSTER, peers["b"], peers)
+        async with running(b) as inbox:
+            a.send(_heartbeat("a", "b", 1))
+            await inbox.wait_for(1)
+            assert lost == []
+        with anyio.fail_after(5):
+            while lost != ["b"]:
+                await anyio.sleep(0.01)
+        await anyio.sleep(0.3)  # a's attempts to reach b (down) and c (never up) meanwhile
+        assert lost == ["b"]
+        group.cancel_scope.cancel()

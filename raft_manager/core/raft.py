@@ -338,10 +338,21 @@ class Raft:
             )
 
     def report_unreachable(self, peer: NodeId) -> None:
-        """The transport could not deliver to `peer`: stop streaming to it and probe instead."""
-        progress = self.progress.get(peer) if self.role is Role.LEADER else None
-        if progress is not None and progress.state is ProgressState.REPLICATE:
-            progress.become_probe()
+        """The transport lost `peer` (a send failed, its connection closed). A leader stops
+        streaming to it and probes instead. A follower that lost its leader takes it for gone (a
+        crashed process's connections close at once): the leader's lease ends, and the
+        follower campaigns after a fresh 1..election_tick ticks instead of the rest of its
+        timeout. If the leader lives on, its other followers are still in its lease and refuse
+        the pre-vote, so no term moves; its next message resets the timer as usual."""
+        if self.role is Role.LEADER:
+            progress = self.progress.get(peer)
+            if progress is not None and progress.state is ProgressState.REPLICATE:
+                progress.become_probe()
+        elif self.role is Role.FOLLOWER and peer == self.leader:
+            tick = self.config.election_tick
+            self._last_leader_contact = self._now - tick
+            soon = self._randomized_timeout - self._rng.randrange(1, tick + 1)
+            self._election_elapsed = max(self._election_elapsed, soon)
 
     def compact(self, index: int, data: bytes) -> Snapshot:
         """Take the state machine's snapshot `data`, taken at applied `index`, and drop the log

@@ -32,6 +32,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import anyio
@@ -149,7 +150,8 @@ class NodeRuntime:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as group:
-            await group.start(self.transport.serve, group, self._deliver)
+            serve = partial(self.transport.serve, lost=self._peer_lost)
+            await group.start(serve, group, self._deliver)
             self._notice_conf()
             group.start_soon(self._ticker)
             group.start_soon(self._ready_loop)
@@ -157,6 +159,12 @@ class NodeRuntime:
 
     def _wake(self) -> None:
         self._wakeup.set()
+
+    def _peer_lost(self, peer: str) -> None:
+        """The transport lost its connection to `peer`: a leader probes it from now on, a
+        follower that lost its leader campaigns soon (Raft.report_unreachable)."""
+        self.raft.report_unreachable(peer)
+        self._wake()
 
     def _deliver(self, msg: Message) -> None:
         try:

@@ -250,6 +250,18 @@ class SimCluster:
         node.write = None
         self.stats["crashes"] += 1
         self.note(f"crash {node.id}{torn}")
+        for peer in self.live():  # a dead process's connections close: its peers see it go
+            if (node_id, peer.id) not in self.network.blocked:
+                self.hint_lost(peer.id, node_id)
+
+    def hint_lost(self, node_id: str, peer: str) -> None:
+        """Tell `node_id`'s Raft that its transport lost `peer` (report_unreachable): after a
+        crash, or wrongly (a connection that closed while the peer lives on)."""
+        node = self.nodes[node_id]
+        if node.raft is not None:
+            node.raft.report_unreachable(peer)
+            self.stats["lost_hints"] += 1
+            self.process(node)
 
     # -- driving ---------------------------------------------------------------------------------
 

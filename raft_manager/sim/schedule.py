@@ -177,6 +177,9 @@ class _Chaos:
             self._weather()
         elif self.membership and roll < 0.215:
             self._reconfigure()
+        elif 0.215 <= roll < 0.22:  # a connection closed while its peer lives on: a wrong hint
+            frm, to = rng.sample(ids, 2) if len(ids) > 1 else (ids[0], ids[0])
+            cluster.hint_lost(frm, to)
 
     def _reconfigure(self) -> None:
         """Ask the leader for one random membership change: add a non-member as a learner,

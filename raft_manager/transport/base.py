@@ -99,8 +99,12 @@ class Transport(Protocol):
         task_group: TaskGroup,
         deliver: Callable[[Message], None],
         *,
+        lost: Callable[[NodeId], None] | None = None,
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-    ) -> None: ...
+    ) -> None:
+        """Run until `task_group` is cancelled: `deliver` each message that arrives, and tell
+        `lost` of a peer whose connection, once up, went away (its process died, say), where
+        the transport can tell."""
 
     def send(self, msg: Message) -> None: ...
 

@@ -70,8 +70,10 @@ class RedisStreamsTransport:
         task_group: TaskGroup,
         deliver: Callable[[Message], None],
         *,
+        lost: Callable[[NodeId], None] | None = None,
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
+        """`lost` is never called: a stream has no connection to the peer that could close."""
         self._deliver = deliver
         self._task_group = task_group
         for peer in self._peers:

@@ -80,6 +80,7 @@ class TcpTransport:
         self._addresses = {peer: address for peer, address in peers.items() if peer != node_id}
         self._task_group: TaskGroup | None = None
         self._deliver: Callable[[Message], None] | None = None
+        self._lost: Callable[[NodeId], None] | None = None
         self.port = 0  # the port actually bound (useful with port 0)
 
     async def serve(
@@ -87,11 +88,14 @@ class TcpTransport:
         task_group: TaskGroup,
         deliver: Callable[[Message], None],
         *,
+        lost: Callable[[NodeId], None] | None = None,
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Listen and run the peer senders inside `task_group` until it is cancelled."""
+        """Listen and run the peer senders inside `task_group` until it is cancelled; `lost`
+        hears of each peer whose connection, once up, closed or failed."""
         self._task_group = task_group
         self._deliver = deliver
+        self._lost = lost
         host, port = parse_address(self.listen)
         listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
         self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
@@ -158,6 +162,8 @@ class TcpTransport:
                 connection.cancel_scope.cancel()
             self.stats.dropped["connection-lost"] += len(in_hand)
             log.info("event=peer_disconnected peer=%s", peer)
+            if self._lost is not None:
+                self._lost(peer)
 
     async def _write_queued(self, stream: ByteStream, state: _Peer, in_hand: list[bytes]) -> None:
         """Write what the outbox holds, everything queued as one write, until the connection
