@@ -30,7 +30,8 @@ Protocol choices (Raft paper and dissertation sections in brackets):
 - check-quorum: a leader that heard from no quorum for an election timeout steps down; and leader
   stickiness: a follower that heard from a leader within an election timeout (or that started
   less than an election timeout ago) ignores vote requests, unless they come from a leadership
-  transfer [4.2.3, 6.2];
+  transfer, or its transport reported its connection to the leader lost (report_unreachable:
+  with pre-vote and without lease reads only) [4.2.3, 6.2];
 - a no-op entry on election; commit only by counting replicas of a current-term entry [3.6.2];
 - conflict hints on rejected appends, so the leader skips a whole term per round trip [5.3];
 - per-peer progress in probe / replicate / snapshot; pipelined appends bounded by an inflight
@@ -342,13 +343,21 @@ class Raft:
         streaming to it and probes instead. A follower that lost its leader takes it for gone (a
         crashed process's connections close at once): the leader's lease ends, and the
         follower campaigns after a fresh 1..election_tick ticks instead of the rest of its
-        timeout. If the leader lives on, its other followers are still in its lease and refuse
-        the pre-vote, so no term moves; its next message resets the timer as usual."""
+        timeout. If the leader lives on, the followers that still hear it are in its lease and
+        refuse the pre-vote, so no term moves; its next message resets the timer as usual. Only
+        with pre-vote (without it, a wrong report could depose a live leader) and without lease
+        reads (a leader serving reads from its lease counts on every follower refusing votes for
+        a whole election timeout after hearing from it)."""
         if self.role is Role.LEADER:
             progress = self.progress.get(peer)
             if progress is not None and progress.state is ProgressState.REPLICATE:
                 progress.become_probe()
-        elif self.role is Role.FOLLOWER and peer == self.leader:
+        elif (
+            self.role is Role.FOLLOWER
+            and peer == self.leader
+            and self.config.pre_vote
+            and not self.config.lease_read
+        ):
             tick = self.config.election_tick
             self._last_leader_contact = self._now - tick
             soon = self._randomized_timeout - self._rng.randrange(1, tick + 1)

@@ -68,8 +68,7 @@ DEFAULT_MAX_PAYLOAD_BYTES = LedgerConfig().max_payload_bytes
 
 def _check_size(value: Any, info: ValidationInfo) -> Any:
     """At most `max_payload_bytes` of JSON (compact, UTF-8: as the value is stored)."""
-    context = info.context
-    limit = context["max_payload_bytes"] if context else DEFAULT_MAX_PAYLOAD_BYTES
+    limit = (info.context or {}).get("max_payload_bytes", DEFAULT_MAX_PAYLOAD_BYTES)
     size = len(pydantic_core.to_json(value))
     if size > limit:
         raise ValueError(f"{size} bytes of JSON, more than the {limit} allowed")
@@ -360,7 +359,7 @@ def explain(error: ValidationError) -> str:
 
 def parse_command(raw: object, config: LedgerConfig | None = None) -> Command:
     """A validated command, or LedgerError("invalid_command") saying every problem."""
-    limit = (config or LedgerConfig()).max_payload_bytes
+    limit = config.max_payload_bytes if config is not None else DEFAULT_MAX_PAYLOAD_BYTES
     try:
         return COMMAND_ADAPTER.validate_python(raw, context={"max_payload_bytes": limit})
     except ValidationError as error:

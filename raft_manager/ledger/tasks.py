@@ -14,10 +14,13 @@ anyone can ask for, and it is refused); when a dependency fails or is cancelled,
 waiting on it fails with that cause, transitively.
 
 A finished task is kept for `retention_ms` after it finished, and at most `max_finished` are kept
-(the first finished go first, at the next entry: `forget`); then its id is unknown again. Nothing
-that outlives it may depend on it: a waiting task only ever waits on unfinished or done tasks
-(a failed or cancelled dependency fails it at once), so a dependency that is gone was done, and
-queue entries and dependents' lists that still name a forgotten task are skipped.
+(the first finished go first, at the next entry: `forget`); then its id is unknown, and may name
+a new task. A task is told from an earlier one of the same id by its submit index: queue entries
+carry it (an entry of a forgotten task, or of an earlier one, is skipped), a dependency counts
+only if it was submitted before its dependent (a dependency that is gone, or replaced by a later
+task of that id, was done: a waiting task only ever waits on unfinished or done tasks, since a
+failed or cancelled dependency fails it at once), and a forgotten task leaves the dependents'
+lists of what it waited for. A replica restored from a snapshot rebuilds the same structures.
 """
 
 from __future__ import annotations
@@ -119,16 +122,17 @@ class TaskBook:
     def claim(self, cmd: Args, index: int, now: int, emit: Emit) -> dict[str, Any]:
         agent, lease_ms = cmd["agent"], round(cmd["lease_seconds"] * 1000)  # before any change
         best: tuple[int, int, str] | None = None
+        best_heap: list[tuple[int, int, str]] = []
         for queue in cmd["queues"]:
             heap = self._queues.get(queue)
-            while heap and not self._is_pending(heap[0][2]):
+            while heap and not self._is_pending(heap[0]):
                 heapq.heappop(heap)  # claimed, finished or forgotten since it was queued
             if heap and (best is None or heap[0] < best):
-                best = heap[0]
+                best, best_heap = heap[0], heap
         if best is None:
             return {"ok": True, "task_id": None}
         task = self.tasks[best[2]]
-        heapq.heappop(self._queues[task.queue])
+        heapq.heappop(best_heap)
         task.state, task.agent, task.token = "claimed", agent, index
         task.lease_ms, task.lease_until, task.updated_at = lease_ms, now + lease_ms, now
         self._held.setdefault(agent, set()).add(task.id)
@@ -204,9 +208,12 @@ class TaskBook:
             len(finished) > self.max_finished
             or tasks[finished[0]].updated_at + self.retention_ms <= now
         ):
-            task_id = finished.popleft()
-            del tasks[task_id]
-            self._dependents.pop(task_id, None)
+            task = tasks.pop(finished.popleft())
+            self._dependents.pop(task.id, None)
+            for dep in task.depends_on:
+                waiting_on = self._dependents.get(dep)
+                if waiting_on is not None and task.id in waiting_on:
+                    waiting_on.remove(task.id)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -249,7 +256,8 @@ class TaskBook:
             task = Task(**fields)
             self.tasks[task.id] = task
             for dep in task.depends_on:
-                self._dependents.setdefault(dep, []).append(task.id)
+                if self._dependency(dep, task) is not None:  # the dependency it was given
+                    self._dependents.setdefault(dep, []).append(task.id)
             if task.state == "pending":
                 self._queue(task)
             elif task.state == "claimed":
@@ -284,13 +292,21 @@ class TaskBook:
         return task
 
     def _unmet(self, task: Task) -> bool:
-        """Some dependency is not done (one that was forgotten was done: see the top)."""
-        tasks = self.tasks
-        return any(dep in tasks and tasks[dep].state != "done" for dep in task.depends_on)
+        """Some dependency is not done (one forgotten, or replaced by a later task of its id,
+        was done: see the top)."""
+        return any(self._dependency(dep, task) not in (None, "done") for dep in task.depends_on)
 
-    def _is_pending(self, task_id: str) -> bool:
-        task = self.tasks.get(task_id)
-        return task is not None and task.state == "pending"
+    def _dependency(self, dep: str, dependent: Task) -> str | None:
+        """The state of `dependent`'s dependency `dep`, or None if it is gone."""
+        task = self.tasks.get(dep)
+        return (
+            task.state if task is not None and task.submit_index < dependent.submit_index else None
+        )
+
+    def _is_pending(self, entry: tuple[int, int, str]) -> bool:
+        """Is the queue entry's task still the one queued, and pending?"""
+        task = self.tasks.get(entry[2])
+        return task is not None and task.submit_index == entry[1] and task.state == "pending"
 
     def _dependents_of(self, task: Task) -> list[Task]:
         known = (self.tasks.get(each) for each in self._dependents.get(task.id, ()))

@@ -51,10 +51,12 @@ def process_alive(pid: int) -> bool:
 
 
 def stop_pids(pids: Iterable[int], grace: float = STOP_GRACE) -> None:
-    """SIGTERM each process, then SIGKILL whichever still runs after `grace` seconds."""
+    """SIGCONT and SIGTERM each process, then SIGKILL whichever still runs after `grace`
+    seconds."""
     pids = list(pids)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)  # a stopped process cannot act on SIGTERM
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     for pid in pids:

@@ -44,6 +44,9 @@ from .framing import FrameReader
 from .tls import HANDSHAKE_SECONDS, TlsContexts
 
 log = logging.getLogger("raft_manager.transport")
+# A connection that lasted this long was up: its end resets the backoff and is reported lost;
+# a shorter one (accepted, then closed: a TLS refusal, say) is retried after the backoff.
+STEADY_SECONDS = 0.25
 
 
 class _Peer:
@@ -153,8 +156,8 @@ class TcpTransport:
             except (OSError, anyio.BrokenResourceError, anyio.EndOfStream):
                 await backoff.wait()
                 continue
-            backoff.reset()
             log.info("event=peer_connected peer=%s address=%s", peer, state.address)
+            connected = anyio.current_time()
             in_hand: list[bytes] = []  # taken from the outbox, not yet written
             async with stream, anyio.create_task_group() as connection:
                 connection.start_soon(_until_peer_leaves, stream, connection.cancel_scope)
@@ -162,6 +165,10 @@ class TcpTransport:
                 connection.cancel_scope.cancel()
             self.stats.dropped["connection-lost"] += len(in_hand)
             log.info("event=peer_disconnected peer=%s", peer)
+            if anyio.current_time() - connected < STEADY_SECONDS:
+                await backoff.wait()  # accepted, then closed at once: a peer refusing us
+                continue
+            backoff.reset()
             if self._lost is not None:
                 self._lost(peer)
 
