@@ -14,7 +14,7 @@ from conftest import Inbox, free_port
 from raft_manager.core import Heartbeat, HeartbeatResponse
 from raft_manager.transport.base import parse_address
 from raft_manager.transport.codec import LENGTH_PREFIX, encode_with_length
-from raft_manager.transport.tcp import STEADY_SECONDS, TcpTransport
+from raft_manager.transport.tcp import TcpTransport
 
 CLUSTER = "swarm-test"
 
@@ -163,8 +163,7 @@ async def test_a_sender_reconnects_when_an_idle_peer_goes_away_so_nothing_is_los
 async def test_a_peer_whose_connection_goes_away_is_reported_lost_once_per_connection() -> None:
     """When a connected peer's process ends, its connections close at once: the transport
     tells its node (`lost`), so a follower whose leader died need not wait out a whole election
-    timeout. A peer that never answered is not reported: nothing was lost; nor is one whose
-    connection closed at once (accepted, then refused: that is retried after a backoff)."""
+    timeout. A peer that never answered is not reported: nothing was lost."""
     port_a, port_b, port_c = free_port(), free_port(), free_port()
     peers = {n: f"127.0.0.1:{p}" for n, p in (("a", port_a), ("b", port_b), ("c", port_c))}
     a = TcpTransport("a", CLUSTER, peers["a"], peers)
@@ -175,7 +174,6 @@ async def test_a_peer_whose_connection_goes_away_is_reported_lost_once_per_conne
         async with running(b) as inbox:
             a.send(_heartbeat("a", "b", 1))
             await inbox.wait_for(1)
-            await anyio.sleep(STEADY_SECONDS + 0.05)  # up long enough to count as up
             assert lost == []
         with anyio.fail_after(5):
             while lost != ["b"]:
@@ -185,10 +183,10 @@ async def test_a_peer_whose_connection_goes_away_is_reported_lost_once_per_conne
         group.cancel_scope.cancel()
 
 
-async def test_a_peer_that_hangs_up_at_once_is_retried_after_a_backoff_not_reported() -> None:
+async def test_a_peer_that_hangs_up_at_once_is_retried_after_a_backoff() -> None:
     """A listener that accepts and closes at once (as a TLS peer refusing our certificate):
-    not a peer that was up and went away, so nothing is reported lost, and the sender backs
-    off between attempts instead of reconnecting in a tight loop."""
+    the sender backs off between attempts instead of reconnecting in a tight loop, so its node
+    hears of the loss a few times a second at most."""
     port_a, port_b = free_port(), free_port()
     peers = {"a": f"127.0.0.1:{port_a}", "b": f"127.0.0.1:{port_b}"}
     accepted = 0
@@ -207,5 +205,5 @@ async def test_a_peer_that_hangs_up_at_once_is_retried_after_a_backoff_not_repor
         a.send(_heartbeat("a", "b", 1))
         await anyio.sleep(1.0)
         group.cancel_scope.cancel()
-    assert lost == []
     assert 2 <= accepted <= 15, accepted  # about one attempt per 0.1-0.3 s once backed off
+    assert set(lost) == {"b"} and len(lost) <= accepted

@@ -44,8 +44,8 @@ from .framing import FrameReader
 from .tls import HANDSHAKE_SECONDS, TlsContexts
 
 log = logging.getLogger("raft_manager.transport")
-# A connection that lasted this long was up: its end resets the backoff and is reported lost;
-# a shorter one (accepted, then closed: a TLS refusal, say) is retried after the backoff.
+# A connection that lasted this long was up: after its end the sender reconnects at once; after
+# a shorter one (accepted, then closed: a TLS refusal, say) it waits out the backoff first.
 STEADY_SECONDS = 0.25
 
 
@@ -165,12 +165,12 @@ class TcpTransport:
                 connection.cancel_scope.cancel()
             self.stats.dropped["connection-lost"] += len(in_hand)
             log.info("event=peer_disconnected peer=%s", peer)
-            if anyio.current_time() - connected < STEADY_SECONDS:
-                await backoff.wait()  # accepted, then closed at once: a peer refusing us
-                continue
-            backoff.reset()
             if self._lost is not None:
                 self._lost(peer)
+            if anyio.current_time() - connected < STEADY_SECONDS:
+                await backoff.wait()  # accepted, then closed at once: a peer refusing us
+            else:
+                backoff.reset()
 
     async def _write_queued(self, stream: ByteStream, state: _Peer, in_hand: list[bytes]) -> None:
         """Write what the outbox holds, everything queued as one write, until the connection
