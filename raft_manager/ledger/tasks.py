@@ -309,8 +309,8 @@ class TaskBook:
         return task is not None and task.submit_index == entry[1] and task.state == "pending"
 
     def _dependents_of(self, task: Task) -> list[Task]:
-        known = (self.tasks.get(each) for each in self._dependents.get(task.id, ()))
-        return [dependent for dependent in known if dependent is not None]
+        """Its dependents (a forgotten one has left the list: see `forget`)."""
+        return [self.tasks[each] for each in self._dependents.get(task.id, ())]
 
     def _finish(self, task: Task, state: str, now: int) -> None:
         task.state, task.updated_at = state, now
