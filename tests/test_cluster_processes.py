@@ -107,11 +107,12 @@ async def _survives_a_leader_kill(cluster: Cluster, writes: int) -> None:
 async def test_garbage_on_both_ports_leaves_the_node_serving(cluster: Cluster) -> None:
     async with cluster.client() as client:
         await client.command(_put("warm-up", 1))
+        await converged(client, cluster, IDS)  # every node listens (two suffice for the put)
         for address in (*cluster.raft_addresses.values(), *cluster.client_addresses.values()):
             host, port = address.split(":")
             with socket.create_connection((host, int(port))) as raw:
-                raw.sendall(b"\x00\x00\x00\x05hello" + os.urandom(300))
-                raw.sendall(b"\xff\xff\xff\xff")  # an impossible length
+                # a frame of garbage, then a length no frame may have (0xfe...: above the cap)
+                raw.sendall(b"\x00\x00\x00\x05hello" + b"\xfe" + os.urandom(300))
         assert (await client.command(_put("after-garbage", 2)))["ok"]
         assert await _read(client, "after-garbage") == 2
         statuses = await statuses_of(client, cluster)

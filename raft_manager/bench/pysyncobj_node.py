@@ -28,7 +28,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import anyio
-from anyio.abc import SocketStream
 
 from raft_manager.transport.base import parse_address
 from raft_manager.transport.client_protocol import (
@@ -39,8 +38,7 @@ from raft_manager.transport.client_protocol import (
     error_response,
     ok_response,
 )
-from raft_manager.transport.codec import FrameError
-from raft_manager.transport.framing import FrameReader, FrameWriter
+from raft_manager.transport.framed import FramedConnection
 
 ROLES = {0: "follower", 1: "candidate", 2: "leader"}  # PySyncObj's _RAFT_STATE
 # PySyncObj's FAIL_REASON -> the client protocol's code (all but bad_request are retried)
@@ -61,12 +59,12 @@ class Replies:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._lock = threading.Lock()
-        self._pending: list[tuple[FrameWriter, bytes]] = []
+        self._pending: list[tuple[FramedConnection, bytes]] = []
 
-    def add(self, writer: FrameWriter, frame: bytes) -> None:
+    def add(self, link: FramedConnection, frame: bytes) -> None:
         """From any thread."""
         with self._lock:
-            self._pending.append((writer, frame))
+            self._pending.append((link, frame))
             first = len(self._pending) == 1
         if first:
             self._loop.call_soon_threadsafe(self._flush)
@@ -74,8 +72,8 @@ class Replies:
     def _flush(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, []
-        for writer, frame in pending:
-            writer.put(frame)
+        for link, frame in pending:
+            link.put(frame)
 
 
 class Node:
@@ -99,54 +97,51 @@ class Node:
         self._replies: Replies | None = None
 
     async def serve(self) -> None:
-        self._replies = Replies(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        self._replies = Replies(loop)
         host, port = parse_address(self._clients[self.name])
-        listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
-        await listener.serve(self._connection)
+        server = await loop.create_server(self._connection, host, port)
+        await server.serve_forever()
 
-    async def _connection(self, stream: SocketStream) -> None:
-        reader, writer = FrameReader(stream, MAX_REQUEST_BYTES), FrameWriter(stream)
-        async with stream, anyio.create_task_group() as group:
-            group.start_soon(writer.run)
-            try:
-                while (frames := await reader.next_frames()) is not None:
-                    for frame in frames:
-                        self._handle(frame, writer)
-            except (FrameError, OSError, anyio.BrokenResourceError):
-                pass
-            group.cancel_scope.cancel()
+    def _connection(self) -> FramedConnection:
+        def requests(frames: list[bytes]) -> None:
+            for frame in frames:
+                self._handle(frame, link)
 
-    def _handle(self, frame: bytes, writer: FrameWriter) -> None:
+        link = FramedConnection(MAX_REQUEST_BYTES, requests, backpressure=True)
+        return link
+
+    def _handle(self, frame: bytes, link: FramedConnection) -> None:
         try:
             request = decode_request(frame)
         except BadRequest as error:
-            writer.put(error_response(error.request_id, "bad_request", str(error)))
+            link.put(error_response(error.request_id, "bad_request", str(error)))
             return
         if request.op == "status":
-            writer.put(ok_response(request.id, self._status()))
+            link.put(ok_response(request.id, self._status()))
         elif request.op != "command" or request.body.get("op") != "memory.put":
-            writer.put(error_response(request.id, "bad_request", "this node only does puts"))
+            link.put(error_response(request.id, "bad_request", "this node only does puts"))
         elif self._raft._isLeader():
-            self._put(request, writer)
+            self._put(request, link)
         else:
             leader = self._leader()
             if leader is None:
-                writer.put(error_response(request.id, "unavailable", "no leader known"))
+                link.put(error_response(request.id, "unavailable", "no leader known"))
             else:
                 address = self._clients[leader]
                 message = f"{leader} leads"
-                writer.put(error_response(request.id, "not_leader", message, leader, address))
+                link.put(error_response(request.id, "not_leader", message, leader, address))
 
-    def _put(self, request: Request, writer: FrameWriter) -> None:
+    def _put(self, request: Request, link: FramedConnection) -> None:
         replies = self._replies
         assert replies is not None
 
         def done(_result: Any, failure: int) -> None:  # on PySyncObj's thread
             if failure == 0:
-                replies.add(writer, ok_response(request.id, {"ok": True}))
+                replies.add(link, ok_response(request.id, {"ok": True}))
             else:
                 code = FAILURES.get(failure, "lost")
-                replies.add(writer, error_response(request.id, code, f"pysyncobj {failure}"))
+                replies.add(link, error_response(request.id, code, f"pysyncobj {failure}"))
 
         self._store.set(request.body.get("key"), request.body.get("value"), callback=done)
 

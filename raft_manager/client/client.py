@@ -15,10 +15,11 @@ often it is retried. Other refusals, and a command or query the ledger refused b
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import heapq
 import itertools
 import random
+import time
 import uuid
 from collections.abc import Sequence
 from functools import partial
@@ -26,13 +27,13 @@ from types import TracebackType
 from typing import Any
 
 import anyio
-from anyio.abc import SocketStream, TaskGroup
+from anyio.abc import TaskGroup
 from pydantic import BaseModel
 
 from raft_manager.transport.base import parse_address
 from raft_manager.transport.client_protocol import Request, decode_response, encode_request
 from raft_manager.transport.codec import FrameError
-from raft_manager.transport.framing import FrameReader, FrameWriter
+from raft_manager.transport.framed import FramedConnection
 
 RETRYABLE = ("timeout", "dropped", "lost", "unavailable")
 OVERLOADED = ("timeout", "dropped", "lost")  # the cluster is busy: back off further
@@ -52,81 +53,72 @@ class ClientError(Exception):
         super().__init__(f"{code}: {message}")
 
 
-class _Slot:
-    """One request waiting for its response on a connection."""
-
-    __slots__ = ("deadline", "done", "response")
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-        self.done = anyio.Event()
-        self.response: dict[str, Any] | None = None
-
-
 class _Connection:
-    """One pipelined connection to one node: requests are queued on a FrameWriter (a burst goes
-    out as one write), responses matched to them by id, and deadlines enforced by one sweeper
-    task instead of a cancel scope per request."""
+    """One pipelined connection to one node, driven by the event loop's callbacks (see
+    transport/framed.py): a request is written as it is made (a burst made in one turn of the
+    loop goes out as one write), each response resolves the future of the request whose id it
+    echoes, and one sweeper task enforces deadlines instead of a cancel scope per request."""
 
-    def __init__(self, stream: SocketStream) -> None:
-        self.stream = stream
-        self.writer = FrameWriter(stream)
-        self.waiting: dict[int, _Slot] = {}
-        self.broken = False
+    def __init__(self) -> None:
+        self.waiting: dict[int, tuple[float, asyncio.Future[dict[str, Any] | None]]] = {}
+        self.link = FramedConnection(MAX_RESPONSE_BYTES, self._resolve, self._fail_all)
+        self.retired = False  # replaced after a timeout: closed once nothing waits on it
 
-    async def run(self) -> None:
-        """Read, write and sweep until the connection breaks or is closed."""
+    @classmethod
+    async def open(cls, host: str, port: int) -> _Connection:
+        connection = cls()
+        await asyncio.get_running_loop().create_connection(lambda: connection.link, host, port)
+        return connection
+
+    @property
+    def broken(self) -> bool:
+        return not self.link.connected
+
+    def _resolve(self, frames: list[bytes]) -> None:
         try:
-            async with anyio.create_task_group() as group:
-                group.start_soon(self._write, group)
-                group.start_soon(self._sweep)
-                await self._read()
-                group.cancel_scope.cancel()
-        finally:
-            self.broken = True
-            for slot in self.waiting.values():
-                slot.done.set()  # wake every caller: they find no response and move on
+            responses = [decode_response(frame) for frame in frames]
+        except FrameError as error:
+            self.link.abort(error)
+            return
+        for response in responses:
+            waiter = self.waiting.pop(response["id"], None)
+            if waiter is not None and not waiter[1].done():
+                waiter[1].set_result(response)
 
-    async def _read(self) -> None:
-        reader = FrameReader(self.stream, MAX_RESPONSE_BYTES)
-        with contextlib.suppress(FrameError, *_GONE):
-            while (frames := await reader.next_frames()) is not None:
-                for frame in frames:
-                    response = decode_response(frame)
-                    slot = self.waiting.pop(response["id"], None)
-                    if slot is not None:
-                        slot.response = response
-                        slot.done.set()
+    def _fail_all(self, error: Exception | None) -> None:
+        """The connection closed: wake every caller: they find no response and move on."""
+        for _, future in self.waiting.values():
+            if not future.done():
+                future.set_result(None)
+        self.waiting.clear()
 
-    async def _write(self, group: TaskGroup) -> None:
-        with contextlib.suppress(*_GONE):
-            await self.writer.run()
-        group.cancel_scope.cancel()
-
-    async def _sweep(self) -> None:
-        while True:
+    async def sweep(self) -> None:
+        """Fail the requests whose deadline passed, until the connection closes (or is
+        retired and nothing waits on it any more)."""
+        while not self.link.closed.done():
+            if self.retired and not self.waiting:
+                self.link.abort()
+                return
             await anyio.sleep(SWEEP_SECONDS)
-            now = anyio.current_time()
-            for request_id, slot in list(self.waiting.items()):
-                if slot.deadline <= now:
-                    del self.waiting[request_id]
-                    slot.done.set()
+            now = time.monotonic()
+            late = [key for key, (deadline, _) in self.waiting.items() if deadline <= now]
+            for request_id in late:
+                _, future = self.waiting.pop(request_id)
+                if not future.done():
+                    future.set_exception(TimeoutError("no response before the deadline"))
 
     async def call(self, request: Request, deadline: float) -> dict[str, Any] | None:
         """The response, or None if the connection broke first; TimeoutError at `deadline`
-        (on the anyio clock)."""
+        (on the time.monotonic() clock)."""
         if self.broken:
             return None
-        slot = _Slot(deadline)
-        self.waiting[request.id] = slot
-        self.writer.put(encode_request(request))
+        future: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
+        self.waiting[request.id] = (deadline, future)
+        self.link.put(encode_request(request))
         try:
-            await slot.done.wait()
+            return await future
         finally:
             self.waiting.pop(request.id, None)
-        if slot.response is None and not self.broken:
-            raise TimeoutError("no response before the deadline")
-        return slot.response
 
 
 class _InFlight:
@@ -194,7 +186,7 @@ class RaftClient:
         assert self._group is not None
         try:
             for connection in self._connections.values():
-                await connection.stream.aclose()
+                connection.link.abort()
         finally:  # exited even when cancelled while closing, or its scope is left dangling
             self._group.cancel_scope.cancel()
             await self._group.__aexit__(kind, error, trace)
@@ -265,7 +257,7 @@ class RaftClient:
     async def _ask(self, address: str, request: Request) -> dict[str, Any]:
         """One node's own answer: ClientError("unavailable") if it does not answer in time,
         ClientError(code) if it refuses."""
-        deadline = anyio.current_time() + self.timeout
+        deadline = time.monotonic() + self.timeout
         response = await self._send(address, request, deadline)
         if response is None:
             raise ClientError("unavailable", f"{address} did not answer")
@@ -274,7 +266,7 @@ class RaftClient:
         result: dict[str, Any] = response["result"]
         return result
 
-    async def _connect(self, address: str) -> _Connection:
+    async def _connect(self, address: str, deadline: float) -> _Connection:
         """The node's connection, opened by the first call that needs it while the calls made
         meanwhile wait for it (not one connection each, left open: a burst of first calls)."""
         connection = self._connections.get(address)
@@ -282,33 +274,35 @@ class RaftClient:
             async with self._connecting.setdefault(address, anyio.Lock()):
                 connection = self._connections.get(address)
                 if connection is None or connection.broken:
-                    connection = await self._open(address)
+                    with anyio.fail_after(max(0.0, deadline - time.monotonic())):
+                        connection = await self._open(address)
         return connection
 
     async def _open(self, address: str) -> _Connection:
-        host, port = parse_address(address)
-        stream = await anyio.connect_tcp(host, port)
-        connection = _Connection(stream)
-        self._connections[address] = connection
         assert self._group is not None, "use RaftClient as an async context manager"
-        self._group.start_soon(connection.run)
+        connection = await _Connection.open(*parse_address(address))
+        self._connections[address] = connection
+        self._group.start_soon(connection.sweep)
         return connection
 
     async def _send(self, address: str, request: Request, deadline: float) -> dict[str, Any] | None:
+        connection = None
         try:
-            connection = await self._connect(address)
+            connection = await self._connect(address, deadline)
             return await connection.call(request, deadline)
         except (*_GONE, TimeoutError):
-            self._connections.pop(address, None)
+            if connection is not None and self._connections.get(address) is connection:
+                del self._connections[address]  # a new call opens a new one
+                connection.retired = True
             return None
 
     async def _call(self, op: str, **fields: Any) -> Any:
-        deadline = anyio.current_time() + self.timeout
+        deadline = time.monotonic() + self.timeout
         targets = itertools.cycle(self.addresses)
         target = self._leader_address or next(targets)
         backoff = BACKOFF_START
         last_problem = "no node answered"
-        while (remaining := deadline - (now := anyio.current_time())) > 0:
+        while (remaining := deadline - (now := time.monotonic())) > 0:
             request = Request(next(self._ids), op, **fields)
             response = await self._send(target, request, min(deadline, now + self.attempt_timeout))
             if response is not None and response["ok"]:

@@ -1,11 +1,12 @@
 """The client endpoint of a node: the client protocol served on the node's client address.
 
-Theory of operation: each connection is read a burst of frames at a time (a client may pipeline).
-The commands in a burst are validated and stamped by the ledger gateway (an invalid one is
-answered `invalid_command` at once) and go to the runtime as one batch, each with a callback that
-queues its response; queries, status and transfers run in a task each. Responses, tagged with
-the request's id, are queued on the connection's FrameWriter, which writes everything queued as
-one buffer. A node that is not the leader answers `not_leader` with the leader's client
+Theory of operation: each connection is a FramedConnection (transport/framed.py) and hands
+over a burst of frames at a time (a client may pipeline). The commands in a burst are validated
+and stamped by the ledger gateway (an invalid one is answered `invalid_command` at once) and go
+to the runtime as one batch, each with a callback that writes its response; queries, status and
+transfers run in a task each. Responses, tagged with the request's id, are put on the
+connection, which writes a burst of them as one buffer and stops reading from a client that does
+not read its answers. A node that is not the leader answers `not_leader` with the leader's client
 address, so the client can follow the redirect. `log` and `digest` are answered from this
 node's own log and notes, whatever its role (they serve `raft-manager verify`). A request that
 does not decode is answered `bad_request` (with its id when that was readable, else 0) and the
@@ -21,12 +22,11 @@ from functools import partial
 from typing import Any
 
 import anyio
-from anyio.abc import SocketStream, TaskGroup, TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 
 from raft_manager.core import NotLeader, ProposalDropped, RaftError
 from raft_manager.core.errors import ConfChangeRejected
 from raft_manager.ledger import LedgerError
-from raft_manager.transport.base import parse_address
 from raft_manager.transport.client_protocol import (
     MAX_REQUEST_BYTES,
     BadRequest,
@@ -36,15 +36,13 @@ from raft_manager.transport.client_protocol import (
     ok_response,
 )
 from raft_manager.transport.codec import FrameError
-from raft_manager.transport.framing import FrameReader, FrameWriter
+from raft_manager.transport.framed import FramedConnection, serve_framed
 
 from .gateway import LedgerGateway
 from .members import Membership
 from .runtime import NodeRuntime, ProposalLost
 
 log = logging.getLogger("raft_manager.server")
-
-_GONE = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream)
 
 
 class ClientServer:
@@ -69,42 +67,40 @@ class ClientServer:
     async def serve(
         self, task_group: TaskGroup, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        host, port = parse_address(self.listen)
-        listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
-        self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
-        task_status.started()
-        async with listener:
-            await listener.serve(self._connection, task_group=task_group)
+        def started(port: int) -> None:
+            self.port = port
+            task_status.started()
 
-    async def _connection(self, stream: SocketStream) -> None:
-        writer = FrameWriter(stream)
-        async with stream, anyio.create_task_group() as tasks:
-            tasks.start_soon(_write_until_gone, writer, tasks)
-            reader = FrameReader(stream, MAX_REQUEST_BYTES)
-            try:
-                while (frames := await reader.next_frames()) is not None:
-                    commands = []
-                    for frame in frames:
-                        try:
-                            request = decode_request(frame)
-                        except BadRequest as error:
-                            writer.put(error_response(error.request_id, "bad_request", str(error)))
-                            continue
-                        if request.op == "command":
-                            commands.append(request)
-                        else:
-                            tasks.start_soon(self._answer, request, writer)
-                    if commands:
-                        self._propose(commands, writer)
-            except FrameError as error:
-                log.warning("event=client_connection_closed reason=%s", error.reason)
-            except _GONE:
-                pass
+        await serve_framed(self.listen, partial(self._connection, task_group), started)
+
+    def _connection(self, tasks: TaskGroup) -> FramedConnection:
+        link: FramedConnection
+
+        def requests(frames: list[bytes]) -> None:
+            commands = []
+            for frame in frames:
+                try:
+                    request = decode_request(frame)
+                except BadRequest as error:
+                    link.put(error_response(error.request_id, "bad_request", str(error)))
+                    continue
+                if request.op == "command":
+                    commands.append(request)
+                else:
+                    tasks.start_soon(self._answer, request, link)
+            if commands:
+                self._propose(commands, link)
+
+        def closed(error: Exception | None) -> None:
             # The client is gone: nobody reads the answers still to come. What its requests
             # started in the runtime goes on (a proposal may still commit).
-            tasks.cancel_scope.cancel()
+            if isinstance(error, FrameError):
+                log.warning("event=client_connection_closed reason=%s", error.reason)
 
-    def _propose(self, requests: list[Request], writer: FrameWriter) -> None:
+        link = FramedConnection(MAX_REQUEST_BYTES, requests, closed, backpressure=True)
+        return link
+
+    def _propose(self, requests: list[Request], link: FramedConnection) -> None:
         entries, answers = [], []
         for request in requests:
             try:
@@ -112,10 +108,10 @@ class ClientServer:
                     request.body, request.session, request.seq, request.ack
                 )
             except LedgerError as error:
-                writer.put(error_response(request.id, error.code, error.message))
+                link.put(error_response(request.id, error.code, error.message))
                 continue
             entries.append(entry)
-            answers.append(partial(self._reply, writer, request.id))
+            answers.append(partial(self._reply, link, request.id))
         if not entries:
             return
         try:
@@ -125,11 +121,11 @@ class ClientServer:
                 answer(None, error)
 
     def _reply(
-        self, writer: FrameWriter, request_id: int, result: Any, error: Exception | None
+        self, link: FramedConnection, request_id: int, result: Any, error: Exception | None
     ) -> None:
-        writer.put(self._response(request_id, result, error))
+        link.put(self._response(request_id, result, error))
 
-    async def _answer(self, request: Request, writer: FrameWriter) -> None:
+    async def _answer(self, request: Request, link: FramedConnection) -> None:
         runtime = self.runtime
         try:
             if request.op == "query":
@@ -148,12 +144,12 @@ class ClientServer:
                 members = self.membership.members()
                 result = {**runtime.status(request.digest), **members, "pid": os.getpid()}
         except LedgerError as error:
-            writer.put(error_response(request.id, error.code, error.message))
+            link.put(error_response(request.id, error.code, error.message))
             return
         except (RaftError, TimeoutError) as error:
-            self._reply(writer, request.id, None, error)
+            self._reply(link, request.id, None, error)
         else:
-            self._reply(writer, request.id, result, None)
+            self._reply(link, request.id, result, None)
 
     def _response(self, request_id: int, result: Any, error: Exception | None) -> bytes:
         if error is None:
@@ -170,11 +166,3 @@ class ClientServer:
         if isinstance(error, TimeoutError):
             return error_response(request_id, "timeout", f"no answer within {self.timeout} s")
         return error_response(request_id, "unavailable", str(error))
-
-
-async def _write_until_gone(writer: FrameWriter, tasks: TaskGroup) -> None:
-    """Write responses until the client goes away, then stop the connection's tasks."""
-    try:
-        await writer.run()
-    except _GONE:
-        tasks.cancel_scope.cancel()

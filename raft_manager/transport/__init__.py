@@ -1,3 +1,3 @@
 """Moving core messages between nodes: the interface and shared pieces (base.py), the wire codec
-(codec.py), stream framing (framing.py), TCP (tcp.py), Redis streams (redis_streams.py), and the
+(codec.py), framed connections (framed.py), TCP (tcp.py), Redis streams (redis_streams.py), and the
 client protocol spoken on each node's client address (client_protocol.py)."""

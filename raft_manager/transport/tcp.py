@@ -2,59 +2,66 @@
 
 Theory of operation: the transport listens on its own address; every peer that wants to talk to
 us dials in, and we dial every peer we talk to (so each direction has its own connection, and a
-connection only ever carries frames one way). Inbound, each connection is read a burst of frames
-at a time: a length prefix above the cap, or a connection that breaks mid-frame, closes that
-connection; a frame that fails to decode is dropped and counted by reason; either way the node
-keeps serving. Outbound, `send` never blocks: it puts the message in the peer's bounded queue (a
-full queue drops it, counted: a slow peer costs at most its queue), and one task per peer drains
-the queue, writing everything queued as one buffer, (re)connecting with exponential backoff and
-jitter when needed. It also watches its connection for the peer closing it (the peer never
-writes back), so a sender that had nothing to say reconnects as soon as the peer restarts
-instead of losing its next message to a dead socket. Messages lost with a broken connection are
-Raft's to resend; the transport only promises not to reorder what it delivers on one connection.
+connection only ever carries frames one way). Connections are FramedConnections (framed.py):
+inbound, each burst of whole frames is decoded and delivered in the event loop's callback, with
+no task in between; a length prefix above the cap, or a connection that breaks mid-frame, closes
+that connection; a frame that fails to decode is dropped and counted by reason; either way the
+node keeps serving. Outbound, `send` never blocks: it puts the frame on the peer's connection
+(written within the loop's turn, a burst as one write) or, while there is none, in the peer's
+bounded queue; what does not fit is dropped and counted (a slow peer costs at most its queue).
+One task per peer (re)connects, with exponential backoff and jitter, and waits for its
+connection to end: the peer never writes back, so the end of its stream means the peer went
+away, and the sender reconnects as soon as the peer restarts instead of losing its next message
+to a dead socket. Messages lost with a broken connection are Raft's to resend; the transport
+only promises not to reorder what it delivers on one connection.
 
 Optionally (both off by default) connections run over mutual TLS (`tls`, see tls.py: a peer
 without a certificate from the cluster's CA is refused at the handshake, counted as
 tls-handshake) and frames carry a MAC (`authenticator`, see auth.py: a frame that fails it is
-dropped and counted by reason, like a frame that fails to decode).
+dropped and counted by reason, like a frame that fails to decode). A TLS connection starts as
+plain TCP, reads nothing, and is upgraded in place (`loop.start_tls`), so a failed handshake is
+seen, and counted, on both sides.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import logging
 from collections.abc import Callable
 
 import anyio
-from anyio.abc import ByteStream, SocketStream, TaskGroup
-from anyio.streams.tls import TLSStream
+from anyio.abc import TaskGroup
 
 from raft_manager.core import Message, NodeId
 
-from .base import DEFAULT_QUEUE_MESSAGES, Backoff, Outbox, TransportStats, parse_address
+from .base import DEFAULT_QUEUE_MESSAGES, Backoff, TransportStats, parse_address
 from .codec import (
     DEFAULT_MAX_FRAME_BYTES,
     LENGTH_PREFIX,
     Authenticator,
     FrameError,
     decode,
-    encode_with_length,
+    encode,
 )
-from .framing import FrameReader
+from .framed import FramedConnection, serve_framed
 from .tls import HANDSHAKE_SECONDS, TlsContexts
 
 log = logging.getLogger("raft_manager.transport")
 # A connection that lasted this long was up: after its end the sender reconnects at once; after
 # a shorter one (accepted, then closed: a TLS refusal, say) it waits out the backoff first.
 STEADY_SECONDS = 0.25
+CONNECT_SECONDS = 2.0
 
 
 class _Peer:
-    """The outbound side of one peer: a bounded queue and the task that drains it."""
+    """The outbound side of one peer: its connection when up, the frames queued meanwhile, and
+    the task that keeps it connected."""
 
     def __init__(self, address: str, capacity: int) -> None:
         self.address = address
-        self.outbox = Outbox[bytes](capacity)
+        self.capacity = capacity
+        self.link: FramedConnection | None = None
+        self.queued: list[bytes] = []
         self.scope = anyio.CancelScope()  # cancelled when the peer leaves the cluster
 
 
@@ -99,14 +106,14 @@ class TcpTransport:
         self._task_group = task_group
         self._deliver = deliver
         self._lost = lost
-        host, port = parse_address(self.listen)
-        listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
-        self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
-        for peer, address in self._addresses.items():
-            self._start_peer(peer, address)
-        task_status.started()
-        async with listener:
-            await listener.serve(self._read_connection, task_group=task_group)
+
+        def started(port: int) -> None:
+            self.port = port
+            for peer, address in self._addresses.items():
+                self._start_peer(peer, address)
+            task_status.started()
+
+        await serve_framed(self.listen, self._accepted, started)
 
     def _start_peer(self, peer: NodeId, address: str) -> None:
         assert self._task_group is not None
@@ -128,42 +135,48 @@ class TcpTransport:
                     self._start_peer(peer, address)
 
     def send(self, msg: Message) -> None:
-        """Queue `msg` for its recipient; never blocks (a full queue or unknown peer drops it)."""
+        """Send `msg` to its recipient; never blocks (a full queue or unknown peer drops it)."""
         peer = self._peers.get(msg.to)
         if peer is None:
             self.stats.dropped["unknown-peer"] += 1
             return
         try:
-            frame = encode_with_length(msg, self.cluster_id, self.authenticator)
+            frame = encode(msg, self.cluster_id, self.authenticator)
         except FrameError as error:  # only when sealing: no key valid now
             self.stats.dropped[error.reason] += 1
             return
-        if not peer.outbox.put(frame):
+        link = peer.link
+        if link is not None and link.connected:
+            self._put(link, frame)
+        elif len(peer.queued) < peer.capacity:
+            peer.queued.append(frame)
+        else:
             self.stats.dropped["queue-full"] += 1
 
     async def _run_peer(self, peer: NodeId, state: _Peer) -> None:
         with state.scope:
-            await self._drain_to(peer, state)
+            await self._keep_connected(peer, state)
 
-    async def _drain_to(self, peer: NodeId, state: _Peer) -> None:
+    async def _keep_connected(self, peer: NodeId, state: _Peer) -> None:
         backoff = Backoff(f"{self.node_id}->{peer}")
+        host, port = parse_address(state.address)
         while True:
-            try:
-                host, port = parse_address(state.address)
-                stream: ByteStream = await anyio.connect_tcp(host, port)
-                if self.tls is not None:
-                    stream = await self._handshake(stream, server_side=False, hostname=host)
-            except (OSError, anyio.BrokenResourceError, anyio.EndOfStream):
+            link = await self._dial(host, port, state.capacity)
+            if link is None:
                 await backoff.wait()
                 continue
-            log.info("event=peer_connected peer=%s address=%s", peer, state.address)
-            connected = anyio.current_time()
-            in_hand: list[bytes] = []  # taken from the outbox, not yet written
-            async with stream, anyio.create_task_group() as connection:
-                connection.start_soon(_until_peer_leaves, stream, connection.cancel_scope)
-                await self._write_queued(stream, state, in_hand)
-                connection.cancel_scope.cancel()
-            self.stats.dropped["connection-lost"] += len(in_hand)
+            try:
+                log.info("event=peer_connected peer=%s address=%s", peer, state.address)
+                connected = anyio.current_time()
+                state.link = link
+                queued, state.queued = state.queued, []
+                for frame in queued:
+                    self._put(link, frame)
+                await link.closed
+            finally:
+                state.link = None
+                link.abort()
+            self.stats.dropped["connection-lost"] += link.unsent
             log.info("event=peer_disconnected peer=%s", peer)
             if self._lost is not None:
                 self._lost(peer)
@@ -172,61 +185,78 @@ class TcpTransport:
             else:
                 backoff.reset()
 
-    async def _write_queued(self, stream: ByteStream, state: _Peer, in_hand: list[bytes]) -> None:
-        """Write what the outbox holds, everything queued as one write, until the connection
-        fails; `in_hand` keeps the frames of a write that did not go out."""
+    async def _dial(self, host: str, port: int, capacity: int) -> FramedConnection | None:
+        """A connection to a peer (over TLS when configured), or None if it cannot be made."""
+        link = FramedConnection(self.max_frame_bytes, _ignore, capacity=capacity)
         try:
-            while True:
-                in_hand[:] = await state.outbox.take_all()
-                buffer = b"".join(in_hand)
-                await stream.send(buffer)
-                self.stats.sent += len(in_hand)
-                self.stats.bytes_out += len(buffer)
-                in_hand.clear()
-        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            return
+            with anyio.fail_after(CONNECT_SECONDS):
+                await asyncio.get_running_loop().create_connection(lambda: link, host, port)
+        except (OSError, TimeoutError):
+            link.abort()
+            return None
+        if self.tls is not None and not await self._secure(link, False, host):
+            return None
+        return link
 
-    async def _handshake(
-        self, raw: ByteStream, *, server_side: bool, hostname: str | None = None
-    ) -> ByteStream:
-        """`raw` wrapped in TLS (closed, and the failure counted and raised, if the handshake
-        fails or takes longer than HANDSHAKE_SECONDS)."""
+    def _put(self, link: FramedConnection, frame: bytes) -> None:
+        if link.put(frame):
+            self.stats.sent += 1
+            self.stats.bytes_out += len(frame)
+        else:
+            self.stats.dropped["queue-full"] += 1
+
+    async def _secure(self, link: FramedConnection, server_side: bool, host: str = "") -> bool:
+        """Upgrade `link` to TLS; False (the failure counted, the connection closed) if the
+        handshake fails or takes longer than HANDSHAKE_SECONDS."""
         assert self.tls is not None
+        plain = link.transport
+        if plain is None:  # closed before the handshake began
+            return False
         context = self.tls.server if server_side else self.tls.client
         try:
-            with anyio.fail_after(HANDSHAKE_SECONDS):
-                return await TLSStream.wrap(
-                    raw,
-                    server_side=server_side,
-                    hostname=hostname,
-                    ssl_context=context,
-                    standard_compatible=False,
-                )
-        except (OSError, TimeoutError, anyio.BrokenResourceError, anyio.EndOfStream) as error:
+            secured = await asyncio.get_running_loop().start_tls(
+                plain,
+                link,
+                context,
+                server_side=server_side,
+                server_hostname=None if server_side else host,
+                ssl_handshake_timeout=HANDSHAKE_SECONDS,
+            )
+        except (OSError, TimeoutError, ConnectionError) as error:
             self.stats.dropped["tls-handshake"] += 1
             log.warning("event=tls_handshake_failed server_side=%s error=%r", server_side, error)
-            await anyio.aclose_forcefully(raw)
-            raise anyio.BrokenResourceError("TLS handshake failed") from error
+            link.end()
+            return False
+        if secured is None:  # the connection closed during the handshake
+            link.end()
+            return False
+        link.transport = secured
+        return True
 
-    async def _read_connection(self, raw: SocketStream) -> None:
-        async with raw:
-            stream: ByteStream = raw
-            if self.tls is not None:
-                try:
-                    stream = await self._handshake(raw, server_side=True)
-                except anyio.BrokenResourceError:
-                    return
-            reader = FrameReader(stream, self.max_frame_bytes)
-            try:
-                while (frames := await reader.next_frames()) is not None:
-                    for frame in frames:
-                        self.stats.bytes_in += len(frame) + LENGTH_PREFIX.size
-                        self._accept(frame)
-            except FrameError as error:  # the stream cannot be resynchronized: hang up
+    def _accepted(self) -> FramedConnection:
+        """The protocol for a connection a peer dialled in on."""
+        link: FramedConnection
+
+        def closed(error: Exception | None) -> None:
+            if isinstance(error, FrameError):  # the stream cannot be resynchronized
                 self.stats.dropped[error.reason] += 1
                 log.warning("event=connection_closed reason=%s", error.reason)
-            except (OSError, anyio.BrokenResourceError, anyio.EndOfStream):
-                return
+
+        link = FramedConnection(self.max_frame_bytes, self._accept_all, closed)
+        if self.tls is not None:
+            link.on_connected = self._start_handshake
+        return link
+
+    def _start_handshake(self, link: FramedConnection) -> None:
+        assert self._task_group is not None and link.transport is not None
+        link.transport.pause_reading()  # nothing is read before the handshake
+
+        self._task_group.start_soon(self._secure, link, True)
+
+    def _accept_all(self, frames: list[bytes]) -> None:
+        for frame in frames:
+            self.stats.bytes_in += len(frame) + LENGTH_PREFIX.size
+            self._accept(frame)
 
     def _accept(self, frame: bytes) -> None:
         try:
@@ -240,12 +270,5 @@ class TcpTransport:
         self._deliver(msg)
 
 
-async def _until_peer_leaves(stream: ByteStream, connection: anyio.CancelScope) -> None:
-    """Close `connection` once the peer closes its end. The peer never writes on a connection
-    it accepted, so any answer (bytes or the end of the stream) means it went away: without this
-    watch an idle sender would find out only by losing its next message to the dead socket."""
-    with contextlib.suppress(
-        OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream
-    ):
-        await stream.receive()
-    connection.cancel()
+def _ignore(frames: list[bytes]) -> None:
+    """What a peer sends on a connection we dialled: nothing is expected, nothing is read."""

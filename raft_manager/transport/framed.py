@@ -1,0 +1,223 @@
+"""Length-prefixed frames (u32 big-endian length, then the frame) on an asyncio connection.
+
+Theory of operation: `FramedConnection` is an asyncio protocol, driven by the event loop's
+callbacks rather than by a task per connection. What arrives is buffered and every whole frame
+in the buffer goes to `on_frames` at once (a burst of pipelined frames is one call); a length
+above the cap, or a connection that ends inside a frame, is a FrameError: the connection cannot
+be resynchronized, so it is closed and the error handed to `on_closed`. A clean end between
+frames closes it with no error.
+
+`put` writes a frame without waiting: the frames put during one turn of the event loop are
+joined and written by one callback early in the next turn (a burst of a thousand answers is one
+system call; one of more than BATCH_BYTES goes out in pieces, so the reader starts on it
+sooner). While the kernel's buffer is full (`pause_writing`) frames are held; `capacity` bounds
+the frames held and waiting together, and `put` returns False for a frame that did not fit or
+whose connection is gone. With `backpressure`, the connection also stops reading while its
+writes are held: a server whose client does not read its answers stops taking that client's
+requests instead of holding answers without bound.
+
+Why callbacks rather than anyio streams: every message on the hot path of a write passes here,
+and a stream costs a task wake-up for each read and each write (a read also stops and restarts
+the socket's watcher). On this project's 2-core machine the callbacks cut a sequential write's
+CPU on every process; see docs/performance.md. The node runs on asyncio (anyio's asyncio
+backend, uvloop when installed), so nothing is lost in portability that was in use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import cast
+
+from .base import parse_address
+from .codec import LENGTH_PREFIX, FrameError
+
+BATCH_BYTES = 64 << 10  # a burst is written in pieces of about this size
+FramesHandler = Callable[[list[bytes]], None]
+ClosedHandler = Callable[[Exception | None], None]
+
+
+class FrameBuffer:
+    """Splits a byte stream into length-prefixed frames."""
+
+    def __init__(self, max_frame_bytes: int) -> None:
+        self._buffer = bytearray()
+        self._max = max_frame_bytes
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Every frame `data` completes, in order; FrameError for a length above the cap."""
+        buffer, prefix, frames, at = self._buffer, LENGTH_PREFIX.size, [], 0
+        buffer.extend(data)
+        while len(buffer) - at >= prefix:
+            (length,) = LENGTH_PREFIX.unpack_from(buffer, at)
+            if length > self._max:
+                raise FrameError("oversized", f"{length} bytes announced, cap {self._max}")
+            if len(buffer) - at - prefix < length:
+                break
+            frames.append(bytes(buffer[at + prefix : at + prefix + length]))
+            at += prefix + length
+        del buffer[:at]
+        return frames
+
+    def __len__(self) -> int:
+        """Bytes of a frame not yet complete."""
+        return len(self._buffer)
+
+
+class FramedConnection(asyncio.Protocol):
+    def __init__(
+        self,
+        max_frame_bytes: int,
+        on_frames: FramesHandler,
+        on_closed: ClosedHandler | None = None,
+        *,
+        capacity: int | None = None,
+        backpressure: bool = False,
+    ) -> None:
+        self._frames = FrameBuffer(max_frame_bytes)
+        self._on_frames = on_frames
+        self._on_closed = on_closed
+        self._capacity = capacity
+        self._backpressure = backpressure
+        self._loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.closed: asyncio.Future[None] = self._loop.create_future()
+        self._error: Exception | None = None
+        self._batch: list[bytes] | None = None  # frames put in this turn of the loop
+        self._batch_bytes = 0
+        self._held: list[bytes] = []  # writes waiting for the kernel's buffer to drain
+        self._held_frames = 0
+        self._paused = False
+        self._ended = False
+        self.unsent = 0  # frames put but not written when the connection closed
+        # Called once the connection is made, before anything is read (to start TLS, say).
+        self.on_connected: Callable[[FramedConnection], None] | None = None
+
+    # -- asyncio.Protocol ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        if self.on_connected is not None:
+            self.on_connected(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._error is not None:
+            return
+        try:
+            frames = self._frames.feed(data)
+        except FrameError as error:
+            self.abort(error)
+            return
+        if frames:
+            self._on_frames(frames)
+
+    def eof_received(self) -> bool:
+        if len(self._frames):
+            self._error = FrameError("truncated", f"{len(self._frames)} bytes left")
+        return False  # close our end too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self.transport = None
+        self.unsent = self._held_frames + len(self._batch or ())
+        self._held.clear()
+        self._held_frames = 0
+        self._batch = None
+        if not self.closed.done():
+            self.closed.set_result(None)
+        if self._on_closed is not None:
+            self._on_closed(self._error or exc)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+        if self._backpressure and self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        held, self._held, self._held_frames = self._held, [], 0
+        if self.transport is None:
+            return
+        if held:
+            self.transport.write(b"".join(held))
+        if self._backpressure:
+            self.transport.resume_reading()
+
+    # -- writing -------------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    def put(self, frame: bytes) -> bool:
+        """Write `frame` (without its length prefix) soon; False if it was dropped."""
+        if not self.connected:
+            return False
+        batch = self._batch
+        waiting = self._held_frames + (0 if batch is None else len(batch))
+        if self._capacity is not None and waiting >= self._capacity:
+            return False
+        if batch is None:
+            batch = self._batch = []
+            self._loop.call_soon(self._flush)
+        data = LENGTH_PREFIX.pack(len(frame)) + frame
+        batch.append(data)
+        self._batch_bytes += len(data)
+        if self._batch_bytes >= BATCH_BYTES:  # let the reader start on what is written so far
+            self._flush()
+        return True
+
+    def _flush(self) -> None:
+        batch, self._batch, self._batch_bytes = self._batch, None, 0
+        if batch:
+            self._write(batch[0] if len(batch) == 1 else b"".join(batch), len(batch))
+
+    def _write(self, data: bytes, frames: int) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self._paused:
+            self._held.append(data)
+            self._held_frames += frames
+        else:
+            transport.write(data)
+
+    def abort(self, error: Exception | None = None) -> None:
+        """Close at once, dropping what is unwritten; `on_closed` hears `error`."""
+        if error is not None and self._error is None:
+            self._error = error
+        if self.transport is not None:
+            self.transport.abort()
+
+    def end(self, error: Exception | None = None) -> None:
+        """Abort and count the connection as ended now, even if its transport no longer calls
+        back (one handed to TLS whose handshake failed)."""
+        self.abort(error)
+        self.connection_lost(None)
+
+
+async def serve_framed(
+    listen: str, accept: Callable[[], FramedConnection], started: Callable[[int], None]
+) -> None:
+    """Listen on `listen` (host:port), each connection a FramedConnection made by `accept`;
+    `started` hears the port bound. Runs until cancelled, then closes the listener and every
+    connection it accepted (a stopped node keeps no half-served client or peer)."""
+    host, port = parse_address(listen)
+    links: set[FramedConnection] = set()
+
+    def connection() -> FramedConnection:
+        link = accept()
+        links.add(link)
+        link.closed.add_done_callback(lambda _: links.discard(link))
+        return link
+
+    server = await asyncio.get_running_loop().create_server(connection, host, port)
+    started(server.sockets[0].getsockname()[1])
+    try:
+        await server.serve_forever()
+    finally:
+        server.close()
+        for link in list(links):
+            link.abort()
