@@ -17,7 +17,6 @@ decisions, sorted keys for the rest), so equal histories give equal bytes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -36,7 +35,6 @@ from .tasks import LEASE, TaskBook
 from .timers import Timers
 
 SNAPSHOT_VERSION = 3  # 2 added crdt and cursors, 3 finished_tasks; older images restore too
-_decode_json = json.JSONDecoder().decode  # json.loads(bytes) also sniffs the encoding each call
 
 
 class EntryLike(Protocol):
@@ -98,7 +96,7 @@ class Ledger:
     def apply(self, entry: EntryLike) -> dict[str, Any]:
         self.applied, self._term = entry.index, entry.term
         try:
-            envelope = _decode_json(entry.data.decode())
+            envelope = pydantic_core.from_json(entry.data)  # Rust: half json.loads's time
             ts, session, seq, ack = envelope["ts"], envelope["s"], envelope["q"], envelope["a"]
             command = envelope["c"]
             handler = self._handlers[command["op"]]

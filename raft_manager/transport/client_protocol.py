@@ -56,8 +56,8 @@ MAX_REQUEST_BYTES = 16 << 20
 LOG_PAGE_MAX = 4096  # entries in one `log` answer: about 50 KB, 2-4 ms for the node to build
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+@dataclass(slots=True)
+class Request:  # not frozen: a frozen dataclass's __init__ costs twice as much
     id: int
     op: str
     body: dict[str, Any] = field(default_factory=dict)
