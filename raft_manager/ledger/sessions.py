@@ -5,7 +5,12 @@ session and tells, with each, the lowest number it still awaits an answer for (`
 keeps the result of every command at or above that number; a command it has a result for is
 answered from the record and not applied again; one below `ack` was answered already and is
 refused as `stale_request`. At most `max_results` results are kept per session (the oldest go
-first). A session expires `timeout` after its last command, by entry timestamps.
+first). A session expires `timeout` after its last command, by entry timestamps. Its one timer
+is set when it starts and, when it fires on a session used since, set again for `timeout` after
+that last use: not moved on every command (a heap push per command, on every replica). A replica
+restored from a snapshot sets it at the last use's deadline straight away; both expire the
+session at the same entry, the first whose clock passes that deadline, and a session's expiry
+touches nothing else, so where it falls among the timers firing at that entry changes nothing.
 """
 
 from __future__ import annotations
@@ -48,8 +53,8 @@ class SessionTable:
         session = self.sessions.get(session_id)
         if session is None:
             session = self.sessions[session_id] = Session(now)
+            self.timers.schedule(now + self.timeout_ms, SESSION, session_id)
         session.last_active = now
-        self.timers.schedule(now + self.timeout_ms, SESSION, session_id)
         if ack > session.ack:
             session.ack = ack
             while session.order and session.order[0] < ack:
@@ -68,8 +73,13 @@ class SessionTable:
 
     def expire(self, session_id: str, now: int) -> None:
         session = self.sessions.get(session_id)
-        if session is not None and session.last_active + self.timeout_ms <= now:
+        if session is None:
+            return
+        deadline = session.last_active + self.timeout_ms
+        if deadline <= now:
             del self.sessions[session_id]
+        else:  # used since the timer was set
+            self.timers.schedule(deadline, SESSION, session_id)
 
     def dump(self) -> dict[str, Any]:
         return {
