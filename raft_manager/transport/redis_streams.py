@@ -119,9 +119,9 @@ class RedisStreamsTransport:
             self.stats.dropped["queue-full"] += 1
 
     def _connection(self) -> aioredis.Connection:
-        pool = aioredis.ConnectionPool.from_url(
-            self.redis_url, socket_connect_timeout=2, socket_timeout=BLOCK_MS / 1000 + 5
-        )
+        # No socket_timeout: with one, redis-py runs every send in a task of its own (wait_for).
+        # A Redis that restarts or goes away closes the connection, which ends the wait.
+        pool = aioredis.ConnectionPool.from_url(self.redis_url, socket_connect_timeout=2)
         connection: aioredis.Connection = pool.make_connection()  # type: ignore[no-untyped-call]
         return connection
 
