@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -96,8 +97,18 @@ class RedisServer:
                 time.sleep(0.02)
         client.close()
 
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open and nothing answers (a host cut off, no FIN or RST)."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)  # a paused server cannot end
             self._process.terminate()
             self._process.wait(timeout=10)
             self._process = None

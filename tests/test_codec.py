@@ -38,8 +38,8 @@ from raft_manager.transport.codec import (
     FrameError,
     decode,
     encode,
-    encode_with_length,
 )
+from raft_manager.transport.framed import FrameBuffer
 
 CLUSTER = "swarm-1"
 ints = st.integers(min_value=0, max_value=2**40)
@@ -91,12 +91,12 @@ def test_every_message_survives_a_round_trip(msg: Message) -> None:
     assert decode(encode(msg, CLUSTER), CLUSTER, "n2") == msg
 
 
-def test_the_length_prefix_frames_a_stream() -> None:
+def test_frames_behind_their_length_prefixes_come_back_whole_from_a_stream() -> None:
     msg = Heartbeat(frm="n1", to="n2", term=4, commit=9, round=2)
-    framed = encode_with_length(msg, CLUSTER)
-    (length,) = LENGTH_PREFIX.unpack_from(framed)
-    assert length == len(framed) - LENGTH_PREFIX.size
-    assert decode(framed[LENGTH_PREFIX.size :], CLUSTER, "n2") == msg
+    frame = encode(msg, CLUSTER)
+    stream = (LENGTH_PREFIX.pack(len(frame)) + frame) * 2
+    frames = FrameBuffer(1 << 20).feed(stream)
+    assert [decode(frame, CLUSTER, "n2") for frame in frames] == [msg, msg]
 
 
 @settings(max_examples=500, deadline=None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -213,3 +214,61 @@ async def _serve(accept: object, ports: list[int], *, task_status: TaskStatus[No
         task_status.started()
 
     await serve_framed(f"127.0.0.1:{free_port()}", accept, started)  # type: ignore[arg-type]
+
+
+async def test_backpressure_holds_when_a_drain_fills_the_kernel_again() -> None:
+    # A client that pipelines requests and now and then reads a lot, whose answers come later
+    # (as a commit's do): each drain writes everything held at once, which can fill the
+    # kernel's buffer again; reading must then stay paused (it was resumed regardless, and the
+    # answers piled up without bound while the connection went on reading).
+    answer = bytes(50_000)
+    links: list[FramedConnection] = []
+    taken_while_held = 0
+    loop = asyncio.get_running_loop()
+
+    def accept() -> FramedConnection:
+        def requests(frames: list[bytes]) -> None:
+            nonlocal taken_while_held
+            if link.writes_held:
+                taken_while_held += len(frames)
+            for _ in frames:
+                loop.call_later(0.001, link.put, answer)
+
+        link = FramedConnection(1024, requests, backpressure=True)
+        links.append(link)
+        return link
+
+    listener = await loop.create_server(accept, "127.0.0.1", 0)
+    client = socket.create_connection(listener.sockets[0].getsockname())
+    client.setblocking(False)
+    request = _framed(b"more")
+    for step in range(600):  # bounded
+        with contextlib.suppress(BlockingIOError):
+            client.send(request * 20)
+        if step % 20 == 0:
+            for _ in range(8):
+                with contextlib.suppress(BlockingIOError):
+                    client.recv(1 << 20)
+        await anyio.sleep(0.0005)
+    [link] = links
+    assert link.writes_held and link.transport is not None
+    assert taken_while_held == 0 and not link.transport.is_reading()
+    client.close()
+    listener.close()
+    link.abort()
+
+
+async def test_an_error_in_a_handler_stops_the_server_instead_of_being_logged() -> None:
+    # A handler that raises (a bug: the node's state may be half-changed) must end the node, as
+    # an exception in a task does, not be logged by the event loop while the node serves on.
+    def broken(frames: list[bytes]) -> None:
+        raise RuntimeError("a bug in the handler")
+
+    ports: list[int] = []
+    with pytest.raises(BaseExceptionGroup) as raised:
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as group:
+                await group.start(_serve, lambda: FramedConnection(1024, broken), ports)
+                await _raw(ports[0], _framed(b"boom"))
+                await anyio.sleep(5)  # the server fails long before
+    assert raised.group_contains(RuntimeError, match="a bug in the handler")

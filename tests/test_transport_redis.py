@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
+import pytest
 import redis
 from conftest import Inbox, RedisServer
 
@@ -16,6 +18,7 @@ from raft_manager.ledger import Ledger, encode_entry
 from raft_manager.ledger.commands import MemoryPut
 from raft_manager.server.runtime import NodeRuntime
 from raft_manager.storage import FileStorage
+from raft_manager.transport import redis_streams
 from raft_manager.transport.codec import encode
 from raft_manager.transport.redis_streams import RedisStreamsTransport, inbox_key
 
@@ -126,3 +129,29 @@ async def test_a_cluster_on_redis_streams_commits_and_survives_a_redis_restart(
 
         assert value("after-restart") == 319
         assert [value(f"k{k}") for k in range(300)] == list(range(300))  # none lost
+
+
+async def test_a_redis_that_stops_answering_is_left_and_dialled_again(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A stopped Redis keeps its connections open and says nothing (a host cut off: no FIN, no
+    # RST). Every wait is bounded, so the transport hangs up and dials again instead of
+    # waiting forever, and messages flow once Redis answers again.
+    monkeypatch.setattr(redis_streams, "REPLY_SECONDS", 0.3)
+    caplog.set_level(logging.INFO, "raft_manager.transport")
+    a = RedisStreamsTransport("a", CLUSTER, redis_server.url, ["a", "b"])
+    b = RedisStreamsTransport("b", CLUSTER, redis_server.url, ["a", "b"])
+    async with running(a), running(b) as inbox:
+        a.send(_heartbeat(1))
+        await inbox.wait_for(1)
+        redis_server.pause()
+        try:
+            with anyio.fail_after(3):  # REPLY_SECONDS and a BLOCK of 1 s
+                while "event=redis_read_failed" not in caplog.text:
+                    await anyio.sleep(0.02)
+        finally:
+            redis_server.resume()
+        with anyio.fail_after(10):
+            while len(inbox.messages) < 2:  # sent until one gets through (Raft resends too)
+                a.send(_heartbeat(2))
+                await anyio.sleep(0.1)

@@ -13,7 +13,7 @@ from conftest import Inbox, free_port
 
 from raft_manager.core import Heartbeat, HeartbeatResponse
 from raft_manager.transport.base import parse_address
-from raft_manager.transport.codec import LENGTH_PREFIX, encode_with_length
+from raft_manager.transport.codec import LENGTH_PREFIX, encode
 from raft_manager.transport.tcp import TcpTransport
 
 CLUSTER = "swarm-test"
@@ -30,6 +30,11 @@ async def running(transport: TcpTransport) -> AsyncIterator[Inbox]:
 
 def _heartbeat(frm: str, to: str, round_: int = 1) -> Heartbeat:
     return Heartbeat(frm=frm, to=to, term=3, commit=7, round=round_)
+
+
+def _with_length(msg: Heartbeat, cluster: str) -> bytes:
+    frame = encode(msg, cluster)
+    return LENGTH_PREFIX.pack(len(frame)) + frame
 
 
 async def _raw_send(port: int, payload: bytes) -> None:
@@ -69,10 +74,10 @@ async def test_garbage_truncated_and_oversized_frames_leave_the_node_serving() -
         garbage = b"\xc1\xff\x00 not msgpack at all"
         await _raw_send(port, LENGTH_PREFIX.pack(len(garbage)) + garbage)
         await _raw_send(port, LENGTH_PREFIX.pack(1 << 30))  # announces a 1 GiB frame
-        await _raw_send(port, encode_with_length(_heartbeat("a", "b"), CLUSTER)[:-3])
-        await _raw_send(port, encode_with_length(_heartbeat("a", "b"), "another-cluster"))
+        await _raw_send(port, _with_length(_heartbeat("a", "b"), CLUSTER)[:-3])
+        await _raw_send(port, _with_length(_heartbeat("a", "b"), "another-cluster"))
         await _raw_send(port, bytes(range(256)) * 8)
-        await _raw_send(port, encode_with_length(_heartbeat("a", "b", 42), CLUSTER))
+        await _raw_send(port, _with_length(_heartbeat("a", "b", 42), CLUSTER))
         await inbox.wait_for(1)
         with anyio.fail_after(5):
             while sum(b.stats.dropped.values()) < 5:

@@ -29,7 +29,6 @@ from typing import Any
 
 import anyio
 
-from raft_manager.transport.base import parse_address
 from raft_manager.transport.client_protocol import (
     MAX_REQUEST_BYTES,
     BadRequest,
@@ -38,7 +37,7 @@ from raft_manager.transport.client_protocol import (
     error_response,
     ok_response,
 )
-from raft_manager.transport.framed import FramedConnection
+from raft_manager.transport.framed import FramedConnection, serve_framed
 
 ROLES = {0: "follower", 1: "candidate", 2: "leader"}  # PySyncObj's _RAFT_STATE
 # PySyncObj's FAIL_REASON -> the client protocol's code (all but bad_request are retried)
@@ -97,11 +96,8 @@ class Node:
         self._replies: Replies | None = None
 
     async def serve(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._replies = Replies(loop)
-        host, port = parse_address(self._clients[self.name])
-        server = await loop.create_server(self._connection, host, port)
-        await server.serve_forever()
+        self._replies = Replies(asyncio.get_running_loop())
+        await serve_framed(self._clients[self.name], self._connection, lambda _port: None)
 
     def _connection(self) -> FramedConnection:
         def requests(frames: list[bytes]) -> None:

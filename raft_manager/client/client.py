@@ -44,7 +44,6 @@ BACKOFF_MAX = 0.5
 LEADER_SEARCH_BACKOFF_MAX = 0.05
 MAX_RESPONSE_BYTES = 64 << 20
 SWEEP_SECONDS = 0.02  # how late past its deadline a request may be failed
-_GONE = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)
 
 
 class ClientError(Exception):
@@ -93,19 +92,20 @@ class _Connection:
         self.waiting.clear()
 
     async def sweep(self) -> None:
-        """Fail the requests whose deadline passed, until the connection closes (or is
-        retired and nothing waits on it any more)."""
-        while not self.link.closed.done():
-            if self.retired and not self.waiting:
-                self.link.abort()
-                return
-            await anyio.sleep(SWEEP_SECONDS)
-            now = time.monotonic()
-            late = [key for key, (deadline, _) in self.waiting.items() if deadline <= now]
-            for request_id in late:
-                _, future = self.waiting.pop(request_id)
-                if not future.done():
-                    future.set_exception(TimeoutError("no response before the deadline"))
+        """Fail the requests whose deadline passed, until the connection closes or is retired
+        with nothing waiting on it; the connection is closed on the way out (also when the
+        client closes and cancels this task)."""
+        try:
+            while not self.link.closed.done() and not (self.retired and not self.waiting):
+                await anyio.sleep(SWEEP_SECONDS)
+                now = time.monotonic()
+                late = [key for key, (deadline, _) in self.waiting.items() if deadline <= now]
+                for request_id in late:
+                    _, future = self.waiting.pop(request_id)
+                    if not future.done():
+                        future.set_exception(TimeoutError("no response before the deadline"))
+        finally:
+            self.link.abort()
 
     async def call(self, request: Request, deadline: float) -> dict[str, Any] | None:
         """The response, or None if the connection broke first; TimeoutError at `deadline`
@@ -271,10 +271,10 @@ class RaftClient:
         meanwhile wait for it (not one connection each, left open: a burst of first calls)."""
         connection = self._connections.get(address)
         if connection is None or connection.broken:
-            async with self._connecting.setdefault(address, anyio.Lock()):
-                connection = self._connections.get(address)
-                if connection is None or connection.broken:
-                    with anyio.fail_after(max(0.0, deadline - time.monotonic())):
+            with anyio.fail_after(max(0.0, deadline - time.monotonic())):
+                async with self._connecting.setdefault(address, anyio.Lock()):
+                    connection = self._connections.get(address)
+                    if connection is None or connection.broken:
                         connection = await self._open(address)
         return connection
 
@@ -290,7 +290,7 @@ class RaftClient:
         try:
             connection = await self._connect(address, deadline)
             return await connection.call(request, deadline)
-        except (*_GONE, TimeoutError):
+        except (OSError, TimeoutError):  # refused, reset, or no answer in time
             if connection is not None and self._connections.get(address) is connection:
                 del self._connections[address]  # a new call opens a new one
                 connection.retired = True

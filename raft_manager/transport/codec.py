@@ -125,13 +125,6 @@ def encode(msg: Message, cluster_id: str, authenticator: Authenticator | None = 
     return frame if authenticator is None else authenticator.seal(frame)
 
 
-def encode_with_length(
-    msg: Message, cluster_id: str, authenticator: Authenticator | None = None
-) -> bytes:
-    frame = encode(msg, cluster_id, authenticator)
-    return LENGTH_PREFIX.pack(len(frame)) + frame
-
-
 def _decode_entries(value: Any) -> tuple[Entry, ...]:
     if not isinstance(value, list):
         raise FrameError("bad-field", "entries must be an array")

@@ -92,6 +92,8 @@ class FramedConnection(asyncio.Protocol):
         self.unsent = 0  # frames put but not written when the connection closed
         # Called once the connection is made, before anything is read (to start TLS, say).
         self.on_connected: Callable[[FramedConnection], None] | None = None
+        # Called with what `on_frames` raised (serve_framed fails with it).
+        self.on_error: Callable[[Exception], None] | None = None
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -109,7 +111,13 @@ class FramedConnection(asyncio.Protocol):
             self.abort(error)
             return
         if frames:
-            self._on_frames(frames)
+            try:
+                self._on_frames(frames)
+            except Exception as error:  # a bug in the handler: its owner must hear of it
+                self.abort()
+                if self.on_error is None:
+                    raise  # the event loop logs it
+                self.on_error(error)
 
     def eof_received(self) -> bool:
         if len(self._frames):
@@ -141,11 +149,16 @@ class FramedConnection(asyncio.Protocol):
         if self.transport is None:
             return
         if held:
-            self.transport.write(b"".join(held))
-        if self._backpressure:
+            self.transport.write(b"".join(held))  # may fill the kernel's buffer again
+        if self._backpressure and not self._paused:
             self.transport.resume_reading()
 
     # -- writing -------------------------------------------------------------------------------
+
+    @property
+    def writes_held(self) -> bool:
+        """The kernel's buffer is full: what is put now waits (see `capacity`)."""
+        return self._paused
 
     @property
     def connected(self) -> bool:
@@ -203,20 +216,29 @@ async def serve_framed(
 ) -> None:
     """Listen on `listen` (host:port), each connection a FramedConnection made by `accept`;
     `started` hears the port bound. Runs until cancelled, then closes the listener and every
-    connection it accepted (a stopped node keeps no half-served client or peer)."""
+    connection it accepted (a stopped node keeps no half-served client or peer). An exception
+    from a connection's frame handler is raised here, as one from a task would be: the node
+    stops rather than serve on with its state half-changed."""
     host, port = parse_address(listen)
+    loop = asyncio.get_running_loop()
     links: set[FramedConnection] = set()
+    failed: asyncio.Future[None] = loop.create_future()
+
+    def fail(error: Exception) -> None:
+        if not failed.done():
+            failed.set_exception(error)
 
     def connection() -> FramedConnection:
         link = accept()
         links.add(link)
         link.closed.add_done_callback(lambda _: links.discard(link))
+        link.on_error = fail
         return link
 
-    server = await asyncio.get_running_loop().create_server(connection, host, port)
+    server = await loop.create_server(connection, host, port)
     started(server.sockets[0].getsockname()[1])
     try:
-        await server.serve_forever()
+        await failed  # serving goes on meanwhile, in the loop's callbacks
     finally:
         server.close()
         for link in list(links):

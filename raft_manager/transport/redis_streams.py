@@ -7,8 +7,9 @@ entry without a frame or with one that fails to decode is dropped and counted by
 is like the TCP transport's: `send` never blocks, puts the frame in the recipient's bounded queue
 (full: dropped and counted), and one task per peer drains the queue with one pipelined round of
 XADDs, trimming the stream to about `max_stream_length` entries (MAXLEN ~). Any Redis error
-(Redis down, restarting, a network cut) makes the affected task reconnect with exponential
-backoff and jitter; what was lost meanwhile is Raft's to resend. Each task owns one redis-py
+(Redis down, restarting, a network cut, no answer within REPLY_SECONDS) makes the affected task
+reconnect with exponential backoff and jitter; what was lost meanwhile is Raft's to resend.
+Each task owns one redis-py
 connection and speaks to it directly (pack, send, read the replies): the client object's
 pool, retry and pipeline layers cost three times the CPU per message on this path (74 against
 218 us per XADD, 45 against 143 us per XREAD, measured on this project's 2-core machine). With
@@ -37,6 +38,7 @@ log = logging.getLogger("raft_manager.transport")
 DEFAULT_MAX_STREAM_LENGTH = 10_000
 FRAME_FIELD = b"f"
 BLOCK_MS = 1000
+REPLY_SECONDS = 3.0  # the longest wait for Redis to answer, beyond a blocking read's own time
 
 
 def inbox_key(cluster_id: str, node_id: NodeId) -> str:
@@ -119,9 +121,13 @@ class RedisStreamsTransport:
             self.stats.dropped["queue-full"] += 1
 
     def _connection(self) -> aioredis.Connection:
-        # No socket_timeout: with one, redis-py runs every send in a task of its own (wait_for).
-        # A Redis that restarts or goes away closes the connection, which ends the wait.
-        pool = aioredis.ConnectionPool.from_url(self.redis_url, socket_connect_timeout=2)
+        # socket_timeout off (redis-py's default is 5 s): with one, redis-py runs every send in
+        # a task of its own (wait_for). Each wait is bounded here instead, by a cancel scope
+        # (REPLY_SECONDS): a Redis cut off without a word (no FIN, no RST) would otherwise hold
+        # a task forever.
+        pool = aioredis.ConnectionPool.from_url(
+            self.redis_url, socket_connect_timeout=2, socket_timeout=None
+        )
         connection: aioredis.Connection = pool.make_connection()  # type: ignore[no-untyped-call]
         return connection
 
@@ -137,15 +143,17 @@ class RedisStreamsTransport:
         while True:
             connection = self._connection()
             try:
-                await connection.connect()  # type: ignore[no-untyped-call]
+                with anyio.fail_after(REPLY_SECONDS):
+                    await connection.connect()  # type: ignore[no-untyped-call]
                 while True:
                     batch = await outbox.take_all()
                     commands = [("XADD", key, *trim, "*", FRAME_FIELD, frame) for frame in batch]
                     try:
-                        await connection.send_packed_command(connection.pack_commands(commands))
-                        for _ in batch:
-                            await connection.read_response()  # raises on an error reply
-                    except (RedisError, OSError):
+                        with anyio.fail_after(REPLY_SECONDS):
+                            await connection.send_packed_command(connection.pack_commands(commands))
+                            for _ in batch:
+                                await connection.read_response()  # raises on an error reply
+                    except (RedisError, OSError):  # TimeoutError is an OSError
                         self.stats.dropped["redis-unavailable"] += len(batch)
                         raise
                     self.stats.sent += len(batch)
@@ -164,12 +172,14 @@ class RedisStreamsTransport:
         while True:
             connection = self._connection()
             try:
-                await connection.connect()  # type: ignore[no-untyped-call]
+                with anyio.fail_after(REPLY_SECONDS):
+                    await connection.connect()  # type: ignore[no-untyped-call]
                 while True:
-                    await connection.send_command(
-                        "XREAD", "COUNT", 1024, "BLOCK", BLOCK_MS, "STREAMS", key, last_id
-                    )
-                    answer = await connection.read_response()
+                    with anyio.fail_after(BLOCK_MS / 1000 + REPLY_SECONDS):
+                        await connection.send_command(
+                            "XREAD", "COUNT", 1024, "BLOCK", BLOCK_MS, "STREAMS", key, last_id
+                        )
+                        answer = await connection.read_response()
                     backoff.reset()
                     for entry_id, fields in _entries(answer):
                         last_id = entry_id
@@ -205,8 +215,6 @@ def _entries(answer: Any) -> Iterator[tuple[Any, Any]]:
 
 def _frame_of(fields: Any) -> object:
     """The frame field of an entry's flat [field, value, ...] list (None when it has none)."""
-    if isinstance(fields, dict):
-        return fields.get(FRAME_FIELD)
     for at in range(0, len(fields) - 1, 2):
         if fields[at] == FRAME_FIELD:
             return fields[at + 1]

@@ -7,9 +7,9 @@ inbound, each burst of whole frames is decoded and delivered in the event loop's
 no task in between; a length prefix above the cap, or a connection that breaks mid-frame, closes
 that connection; a frame that fails to decode is dropped and counted by reason; either way the
 node keeps serving. Outbound, `send` never blocks: it puts the frame on the peer's connection
-(written within the loop's turn, a burst as one write) or, while there is none, in the peer's
-bounded queue; what does not fit is dropped and counted (a slow peer costs at most its queue).
-One task per peer (re)connects, with exponential backoff and jitter, and waits for its
+(written early in the loop's next turn, a burst as one write) or, while there is none, in the
+peer's bounded queue; what does not fit is dropped and counted (a slow peer costs at most its
+queue). One task per peer (re)connects, with exponential backoff and jitter, and waits for its
 connection to end: the peer never writes back, so the end of its stream means the peer went
 away, and the sender reconnects as soon as the peer restarts instead of losing its next message
 to a dead socket. Messages lost with a broken connection are Raft's to resend; the transport
@@ -19,8 +19,10 @@ Optionally (both off by default) connections run over mutual TLS (`tls`, see tls
 without a certificate from the cluster's CA is refused at the handshake, counted as
 tls-handshake) and frames carry a MAC (`authenticator`, see auth.py: a frame that fails it is
 dropped and counted by reason, like a frame that fails to decode). A TLS connection starts as
-plain TCP, reads nothing, and is upgraded in place (`loop.start_tls`), so a failed handshake is
-seen, and counted, on both sides.
+plain TCP, reads nothing, and is upgraded in place (`loop.start_tls`), so the side whose
+handshake fails counts it (with TLS 1.3 a listener refuses a dialler's certificate after the
+dialler's handshake completed: the dialler sees a connection that closes at once, and backs
+off).
 """
 
 from __future__ import annotations
@@ -201,7 +203,7 @@ class TcpTransport:
     def _put(self, link: FramedConnection, frame: bytes) -> None:
         if link.put(frame):
             self.stats.sent += 1
-            self.stats.bytes_out += len(frame)
+            self.stats.bytes_out += len(frame) + LENGTH_PREFIX.size
         else:
             self.stats.dropped["queue-full"] += 1
 
@@ -235,7 +237,6 @@ class TcpTransport:
 
     def _accepted(self) -> FramedConnection:
         """The protocol for a connection a peer dialled in on."""
-        link: FramedConnection
 
         def closed(error: Exception | None) -> None:
             if isinstance(error, FrameError):  # the stream cannot be resynchronized
