@@ -223,7 +223,11 @@ def test_every_fault_kind_on_a_three_node_cluster_ends_linearizable(tmp_path: Pa
     texts = [check["text"] for check in report["checks"]]
     assert any(text.startswith("converged: n1, n2, n3") for text in texts)
     assert any(text.startswith("healed: the voters are n1, n2, n3") for text in texts)
-    assert any(text.startswith("log: entries 1..") for text in texts)
+    # From 1, or from the last snapshot when the run passed snapshot_every entries (the faster
+    # nodes since 2026-11-27 commit about 12,600 entries in this run and compact at 10,000).
+    assert any(
+        text.startswith("log: entries ") and text.endswith("agree on n1, n2, n3") for text in texts
+    )
     assert report["history"] == str(tmp_path / "run" / "history.jsonl")
     # the history it kept is the one it checked
     recheck = runner.invoke(app, ["check-history", report["history"]])

@@ -25,11 +25,11 @@ from raft_manager.server.local_cluster import (
     raft_addresses,
     write_config,
 )
+from raft_manager.server.pid_file import PidFile
 from raft_manager.server.processes import NodeProcesses
 
 from .proxy import ChaosNetwork
 
-PIDS = "pids.json"  # the file `cluster down --dir` reads
 CLUSTER_FILE = "cluster.toml"
 
 
@@ -40,7 +40,9 @@ class StartError(Exception):
 def node_processes(directory: Path) -> NodeProcesses:
     """The harness's node processes for the cluster file `wire_cluster` writes in DIR."""
     config = directory / CLUSTER_FILE
-    return NodeProcesses(directory, lambda node: node_argv(config, node), pid_file=directory / PIDS)
+    return NodeProcesses(
+        directory, lambda node: node_argv(config, node), pid_file=PidFile(directory)
+    )
 
 
 @dataclass(frozen=True, slots=True)

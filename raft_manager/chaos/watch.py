@@ -2,7 +2,8 @@
 
 Theory of operation: `ClusterWatch.run` asks every node for its status (cluster_view.statuses:
 all at once, each with a short timeout, so a paused or partitioned node costs one timeout, not
-the watch) every INTERVAL seconds, and keeps the answers. The leader is the one of the highest
+the watch) every INTERVAL seconds, over one client it keeps open for the run (its connections
+serve every poll), and keeps the answers. The leader is the one of the highest
 term that answers (an old leader cut off by a partition may still believe it leads, in an older
 term); the voters are the members the leader reports. Each change of (leader, term) is kept
 with the time it was seen, on the run's clock: the leader timeline the report counts failovers
@@ -20,6 +21,7 @@ from typing import Any
 
 import anyio
 
+from raft_manager.client import RaftClient
 from raft_manager.client.cluster_view import Members, leader_of, statuses
 
 INTERVAL = 0.2  # seconds between two polls
@@ -41,12 +43,13 @@ class ClusterWatch:
         self.timeline: list[Sample] = []
         self._polls = itertools.count()
         self._newest = -1  # the newest poll whose answers are kept
+        self._client: RaftClient | None = None  # open while `run` runs
 
     async def poll(self) -> None:
         """Ask every node now (the watch's own loop and a fault injector may both ask: an
         answer older than the one kept is dropped)."""
         number = next(self._polls)
-        answers = await statuses(self.members, STATUS_TIMEOUT)
+        answers = await statuses(self.members, STATUS_TIMEOUT, client=self._client)
         if number < self._newest:
             return
         self._newest, self.latest = number, answers
@@ -57,9 +60,15 @@ class ClusterWatch:
 
     async def run(self) -> None:
         """Poll until cancelled."""
-        while True:
-            await self.poll()
-            await anyio.sleep(INTERVAL)
+        addresses = list(self.members.clients.values())
+        async with RaftClient(addresses, timeout=STATUS_TIMEOUT) as client:
+            self._client = client
+            try:
+                while True:
+                    await self.poll()
+                    await anyio.sleep(INTERVAL)
+            finally:
+                self._client = None
 
     @property
     def leader(self) -> str | None:

@@ -9,8 +9,9 @@ the cluster with --cluster PATH (or --cluster HOST:PORT,HOST:PORT: the nodes' cl
 else $RAFT_MANAGER_CLUSTER, else ./.raft-manager/cluster.toml.
 
 Exit codes: up 0 a leader was elected, 1 none within the timeout, 2 bad arguments or ports in
-use; down 0; status 0 (1 when no node answers); health 0 healthy (a leader, every node answers),
-1 degraded (a quorum answers), 2 no quorum; elect 0 leadership moved, 1 it did not.
+use; down 0 (2 when DIR/pids.json is damaged); status 0 (1 when no node answers); health 0
+healthy (a leader, every node answers), 1 degraded (a quorum answers), 2 no quorum; elect 0
+leadership moved, 1 it did not.
 """
 
 from __future__ import annotations
@@ -37,12 +38,12 @@ from raft_manager.client.cluster_view import (
 from raft_manager.server.config import ClusterConfig, ConfigError, load_config
 from raft_manager.server.local_cluster import node_argv, write_config
 from raft_manager.server.node import check_bindable
+from raft_manager.server.pid_file import PidFile, PidFileError
 from raft_manager.server.processes import spawn, stop_pids
 from raft_manager.transport.base import parse_address
 
 cluster_app = typer.Typer(help="Start and stop a local cluster.", no_args_is_help=True)
 DEFAULT_CLUSTER = Path(".raft-manager") / "cluster.toml"
-PIDS = "pids.json"
 
 
 def _cluster_path(option: Path | None) -> Path:
@@ -115,7 +116,7 @@ def up_command(
             raise typer.Exit(2) from None
     for node_id in live:
         pids[node_id] = start_node(directory, path, node_id)
-    (directory / PIDS).write_text(json.dumps(pids))
+    PidFile(directory).write(pids)
     deadline = time.monotonic() + timeout
     leader: str | None = None
     while leader is None and time.monotonic() < deadline:
@@ -153,15 +154,19 @@ def down_command(
     directory: Path = typer.Option(DEFAULT_CLUSTER.parent, "--dir", help="The cluster's folder."),
 ) -> None:
     """Stop a local cluster's node processes."""
-    pid_file = directory / PIDS
+    pid_file = PidFile(directory)
     if not pid_file.exists():
         typer.echo(f"no running cluster recorded in {directory}")
         raise typer.Exit(0)
-    pids: dict[str, int] = json.loads(pid_file.read_text())
+    try:
+        pids = pid_file.read()
+    except PidFileError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
     stop_pids(pids.values())
     for node_id, pid in pids.items():
         typer.echo(f"stopped {node_id} (pid {pid})")
-    pid_file.unlink()
+    pid_file.delete()
 
 
 CLUSTER_HELP = "The cluster's TOML file, or its nodes' client addresses: HOST:PORT,HOST:PORT."

@@ -31,9 +31,10 @@ from rich.table import Table
 from raft_manager.client import RaftClient
 from raft_manager.server.config import load_config
 from raft_manager.server.local_cluster import free_base_port, write_config
+from raft_manager.server.pid_file import PidFile
 from raft_manager.server.processes import stop_pids
 
-from .cluster import PIDS, start_node
+from .cluster import start_node
 from .demo_swarm import Audit, SwarmRun, audit, leader_of, run_swarm
 from .hooks import run_hook
 
@@ -66,18 +67,19 @@ def demo_command(
         config = load_config(path)
         addresses = {node: spec.client_address for node, spec in config.nodes.items()}
         pids = {node: start_node(folder, path, node) for node in config.nodes}
-        _save_pids(folder, pids)
+        pid_file = PidFile(folder)
+        pid_file.write(pids)
 
         def restart(node: str) -> None:
             pids[node] = start_node(folder, path, node)
-            _save_pids(folder, pids)
+            pid_file.write(pids)
 
         try:
             summary = _run(folder, path, addresses, restart, say)
         finally:
             if not keep:
                 stop_pids(pids.values())
-                (folder / PIDS).unlink(missing_ok=True)
+                pid_file.delete()
         summary["kept"] = keep
         if keep:
             say(f"the cluster keeps running: raft-manager status --cluster {path}")
@@ -151,10 +153,6 @@ def _cluster_folder(directory: Path | None, keep: bool) -> Iterator[Path]:
     else:
         with tempfile.TemporaryDirectory(prefix="raft-manager-demo-") as folder:
             yield Path(folder)
-
-
-def _save_pids(folder: Path, pids: dict[str, int]) -> None:
-    (folder / PIDS).write_text(json.dumps(pids))
 
 
 def _print_summary(console: Console, summary: dict[str, Any]) -> None:

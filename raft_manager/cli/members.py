@@ -14,7 +14,6 @@ still computes the same initial configuration). Exit codes as for the ledger com
 
 from __future__ import annotations
 
-import json
 import socket
 from pathlib import Path
 from typing import Any
@@ -23,12 +22,12 @@ import typer
 
 from raft_manager.client import SwarmClient
 from raft_manager.client.cluster_view import change_members
+from raft_manager.server.pid_file import PidFile
 from raft_manager.server.processes import stop_pids
 from raft_manager.transport.base import parse_address
 
 from .cluster import (
     DEFAULT_CLUSTER,
-    PIDS,
     cluster_app,
     load_cluster_file,
     start_node,
@@ -144,17 +143,15 @@ def cluster_add_command(
             f'[nodes.{node}]\naddress = "{address}"\nclient_address = "{client_address}"\n'
             f'data_dir = "data/{node}"\njoin = true\n'
         )
-    pids_file = directory / PIDS
-    pids = json.loads(pids_file.read_text()) if pids_file.exists() else {}
-    pids[node] = start_node(directory, path, node)
-    pids_file.write_text(json.dumps(pids))
+    pid = start_node(directory, path, node)
+    PidFile(directory).add(node, pid)
     cluster = str(path)
     learner = {"kind": "add_learner", "node": node, "address": address}
     learner["client_address"] = client_address
     call(cluster, timeout, lambda swarm: _change(swarm, learner, 0))
     promote = {"kind": "promote", "node": node}
     result = call(cluster, timeout, lambda swarm: _change(swarm, promote, wait))
-    _show(as_json, result, f"{node} joined (pid {pids[node]})")
+    _show(as_json, result, f"{node} joined (pid {pid})")
 
 
 @cluster_app.command("remove")
@@ -175,10 +172,7 @@ def cluster_remove_command(
     lines = path.read_text().splitlines()
     at = lines.index(f"[nodes.{node}]")
     path.write_text("\n".join([*lines[: at + 1], "removed = true", *lines[at + 1 :]]) + "\n")
-    pids_file = directory / PIDS
-    pids = json.loads(pids_file.read_text()) if pids_file.exists() else {}
-    pid = pids.pop(node, None)
+    pid = PidFile(directory).pop(node)
     if pid is not None:
         stop_pids([pid])
-        pids_file.write_text(json.dumps(pids))
     _show(as_json, result, f"{node} removed")

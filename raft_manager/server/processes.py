@@ -9,21 +9,22 @@ started it). Two kinds of owner use it:
   one, tell which ended without being killed, and `close`: SIGCONT (a stopped process cannot
   act on a signal), the stop signal (SIGTERM unless the owner chose SIGKILL), SIGKILL after a
   grace period, each process waited for. With a `pid_file`, the running pids are kept there
-  while they run, where `cluster down --dir` finds them if the harness itself dies.
+  while they run (pid_file.py), where `cluster down --dir` finds them if the harness itself dies.
 - commands that start nodes and exit (`cluster up`, `members add`, the demo's `--keep`): they
-  keep the pids in a file; `stop_pids` stops such processes by pid, the same way.
+  keep the pids in that file; `stop_pids` stops such processes by pid, the same way.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+
+from .pid_file import PidFile
 
 STOP_GRACE = 5.0  # seconds a node gets to stop on its stop signal before it is killed
 REAP_SECONDS = 5.0  # how long a killed process is waited for
@@ -77,7 +78,7 @@ class NodeProcesses:
         argv: Callable[[str], Sequence[str]],
         *,
         stop: signal.Signals = signal.SIGTERM,
-        pid_file: Path | None = None,
+        pid_file: PidFile | None = None,
     ) -> None:
         self.directory = directory
         self._argv = argv
@@ -142,8 +143,8 @@ class NodeProcesses:
                 process.kill()
                 process.wait(REAP_SECONDS)
         if self._pid_file is not None:
-            self._pid_file.unlink(missing_ok=True)
+            self._pid_file.delete()
 
     def _save(self) -> None:
         if self._pid_file is not None:
-            self._pid_file.write_text(json.dumps(self.pids))
+            self._pid_file.write(self.pids)
