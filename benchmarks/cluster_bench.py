@@ -9,7 +9,9 @@ as before, for comparison with the history in docs/performance.md; (3) task subm
 with `--in-flight` outstanding; (4) full task cycles (submit, claim, complete) per second with
 8 agents (8 clients with their own sessions, in the benchmark's process). For scale, the same
 run measures two baselines: the latency of a bare fsync of 200 bytes, and the round trip of a
-bare TCP echo on loopback; the sequential p50 cannot go below roughly one of each.
+bare TCP echo on loopback; the sequential p50 cannot go below roughly one of each. As in
+`raft-manager bench`, the cluster is warmed up first (WARMUP_SECONDS of writes with
+`--in-flight` outstanding, not counted: connections opened, caches filled).
 
 Usage: python benchmarks/cluster_bench.py [--seconds S] [--in-flight N]
        [--transport tcp,redis] [--json]
@@ -31,6 +33,7 @@ import anyio
 from raft_manager.bench import workloads
 from raft_manager.bench.protocol_system import ProtocolSystem
 from raft_manager.bench.raft_manager_system import raft_manager_system
+from raft_manager.bench.runner import WARMUP_SECONDS
 from raft_manager.bench.system import WriteFailed, wait_settled
 from raft_manager.client import ClientError, RaftClient
 from raft_manager.client.worker import work
@@ -77,7 +80,7 @@ async def echo_baseline(count: int = 300) -> float:
 async def measure(system: ProtocolSystem, seconds: float, in_flight: int) -> dict[str, object]:
     await wait_settled(system)
     async with system.writer() as write:
-        await write()
+        await workloads.throughput(write, in_flight, WARMUP_SECONDS)
         sequential = await workloads.sequential(write, seconds)
         throughput = await workloads.throughput(write, in_flight, seconds)
     submit = {"op": "task.submit", "queue": "bench-submit", "payload": {"x": "x" * 150}}

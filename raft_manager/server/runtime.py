@@ -236,8 +236,9 @@ class NodeRuntime:
                 send(msg)
             else:
                 later.append(msg)
+        if len(later) < len(ready.messages):
+            await anyio.lowlevel.checkpoint()  # let what was sent go out before the fsync
         started = time.perf_counter()
-        await anyio.lowlevel.checkpoint()  # let the peer senders write first
         self.storage.save(ready.hard_state, ready.entries, ready.snapshot)
         if self.metrics is not None:
             self.metrics.fsync_latency.observe(time.perf_counter() - started)
