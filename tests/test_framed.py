@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -272,3 +273,13 @@ async def test_an_error_in_a_handler_stops_the_server_instead_of_being_logged() 
                 await _raw(ports[0], _framed(b"boom"))
                 await anyio.sleep(5)  # the server fails long before
     assert raised.group_contains(RuntimeError, match="a bug in the handler")
+
+
+async def test_a_tls_handshake_that_never_comes_is_refused_after_its_time() -> None:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    async with server(tls=(context, True, None), handshake_seconds=0.2) as (port, received, _):
+        with socket.create_connection(("127.0.0.1", port)):  # connects, says nothing
+            await received.wait(lambda: received.closed_with, timeout=5)
+    [error] = received.closed_with
+    assert isinstance(error, FrameError) and error.reason == "tls-handshake"
+    assert received.frames == []

@@ -412,3 +412,30 @@ async def test_node_processes_with_tls_and_frame_keys_elect_commit_and_count_for
 def _fetch(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as response:
         return response.read().decode()
+
+
+def test_a_plaintext_frame_sent_before_the_tls_handshake_is_never_delivered(
+    authority: CertificateAuthority,
+) -> None:
+    # Under uvloop an accepted socket is read right after connection_made, whatever the protocol
+    # asked: a plain connection upgraded with loop.start_tls read the first bytes itself (a
+    # peer's ClientHello, taken for an oversized frame: a refused handshake) and could take a
+    # plaintext frame sent at once for a message. TLS is spoken from the first byte now.
+    uvloop = pytest.importorskip("uvloop")
+    port = free_port()
+    peers = {"b": f"127.0.0.1:{port}"}
+    frame = encode(_heartbeat(5), CLUSTER)
+
+    async def scenario() -> tuple[int, int]:
+        b = TcpTransport("b", CLUSTER, peers["b"], peers, tls=_tls(authority, "b"))
+        async with running(b) as inbox:
+            for _ in range(20):
+                async with await anyio.connect_tcp("127.0.0.1", port) as raw:
+                    await raw.send(LENGTH_PREFIX.pack(len(frame)) + frame)
+                    with anyio.fail_after(5), contextlib.suppress(anyio.EndOfStream, OSError):
+                        while True:  # the refusal: an alert, then the end of the stream
+                            await raw.receive()
+            return len(inbox.messages), b.stats.dropped["tls-handshake"]
+
+    delivered, refused = uvloop.run(scenario())
+    assert delivered == 0 and refused == 20

@@ -16,6 +16,13 @@ whose connection is gone. With `backpressure`, the connection also stops reading
 writes are held: a server whose client does not read its answers stops taking that client's
 requests instead of holding answers without bound.
 
+With `tls` (a context, the side, the name to check), the connection speaks TLS itself, through
+memory BIOs: every byte that arrives goes to the TLS object from the first one, so nothing is
+ever read as a frame before the handshake has passed (an upgrade of a plain connection, as
+loop.start_tls does, races uvloop's reading of an accepted socket). `secured` resolves True
+once the handshake passed, False when it failed or took longer than `handshake_seconds`; a
+failed one closes the connection with FrameError("tls-handshake").
+
 Why callbacks rather than anyio streams: every message on the hot path of a write passes here,
 and a stream costs a task wake-up for each read and each write (a read also stops and restarts
 the socket's watcher). On this project's 2-core machine the callbacks cut a sequential write's
@@ -26,6 +33,7 @@ backend, uvloop when installed), so nothing is lost in portability that was in u
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable
 from typing import cast
 
@@ -73,6 +81,8 @@ class FramedConnection(asyncio.Protocol):
         *,
         capacity: int | None = None,
         backpressure: bool = False,
+        tls: Tls | None = None,
+        handshake_seconds: float = 10.0,
     ) -> None:
         self._frames = FrameBuffer(max_frame_bytes)
         self._on_frames = on_frames
@@ -90,8 +100,13 @@ class FramedConnection(asyncio.Protocol):
         self._paused = False
         self._ended = False
         self.unsent = 0  # frames put but not written when the connection closed
-        # Called once the connection is made, before anything is read (to start TLS, say).
-        self.on_connected: Callable[[FramedConnection], None] | None = None
+        self.secured: asyncio.Future[bool] = self._loop.create_future()
+        self._tls = tls
+        self._handshake_seconds = handshake_seconds
+        self._tls_in = ssl.MemoryBIO()
+        self._tls_out = ssl.MemoryBIO()
+        self._tls_object: ssl.SSLObject | None = None
+        self._handshake_timer: asyncio.TimerHandle | None = None
         # Called with what `on_frames` raised (serve_framed fails with it).
         self.on_error: Callable[[Exception], None] | None = None
 
@@ -99,12 +114,25 @@ class FramedConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        if self.on_connected is not None:
-            self.on_connected(self)
+        if self._tls is None:
+            self.secured.set_result(True)
+            return
+        context, server_side, hostname = self._tls
+        self._tls_object = context.wrap_bio(
+            self._tls_in, self._tls_out, server_side=server_side, server_hostname=hostname
+        )
+        self._handshake_timer = self._loop.call_later(
+            self._handshake_seconds, self._refuse, TimeoutError("TLS handshake took too long")
+        )
+        self._shake()
 
     def data_received(self, data: bytes) -> None:
         if self._error is not None:
             return
+        if self._tls_object is not None:
+            data = self._decrypt(data)
+            if not data:
+                return
         try:
             frames = self._frames.feed(data)
         except FrameError as error:
@@ -129,6 +157,10 @@ class FramedConnection(asyncio.Protocol):
             return
         self._ended = True
         self.transport = None
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+        if not self.secured.done():
+            self.secured.set_result(False)
         self.unsent = self._held_frames + len(self._batch or ())
         self._held.clear()
         self._held_frames = 0
@@ -162,7 +194,13 @@ class FramedConnection(asyncio.Protocol):
 
     @property
     def connected(self) -> bool:
-        return self.transport is not None and not self.transport.is_closing()
+        """Up, and secured when it speaks TLS: what is put now is written."""
+        return (
+            self.transport is not None
+            and not self.transport.is_closing()
+            and self.secured.done()
+            and self.secured.result()
+        )
 
     def put(self, frame: bytes) -> bool:
         """Write `frame` (without its length prefix) soon; False if it was dropped."""
@@ -191,11 +229,66 @@ class FramedConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
+        if self._tls_object is not None:
+            self._tls_object.write(data)
+            data = self._tls_out.read()
         if self._paused:
             self._held.append(data)
             self._held_frames += frames
         else:
             transport.write(data)
+
+    # -- TLS -----------------------------------------------------------------------------------
+
+    def _shake(self) -> None:
+        """Take the handshake as far as the bytes received allow."""
+        assert self._tls_object is not None
+        try:
+            self._tls_object.do_handshake()
+        except ssl.SSLWantReadError:
+            self._send_tls_output()
+            return
+        except (ssl.SSLError, ValueError) as error:
+            self._send_tls_output()  # the alert, so the peer knows why
+            self._refuse(error)
+            return
+        self._send_tls_output()
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+        self.secured.set_result(True)
+
+    def _decrypt(self, data: bytes) -> bytes:
+        """The plaintext `data` carries ('' while the handshake goes on, or when it failed)."""
+        assert self._tls_object is not None
+        self._tls_in.write(data)
+        if not self.secured.done():
+            self._shake()
+            if not self.secured.done() or not self.secured.result():
+                return b""
+        chunks = []
+        try:
+            while chunk := self._tls_object.read(65536):
+                chunks.append(chunk)
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLZeroReturnError:  # the peer closed the TLS session
+            if self.transport is not None:
+                self.transport.close()
+        except ssl.SSLError as error:
+            self.abort(FrameError("tls", str(error)))
+            return b""
+        self._send_tls_output()
+        return b"".join(chunks)
+
+    def _send_tls_output(self) -> None:
+        pending = self._tls_out.read()
+        if pending and self.transport is not None:
+            self.transport.write(pending)
+
+    def _refuse(self, error: Exception) -> None:
+        if not self.secured.done():
+            self.secured.set_result(False)
+        self.abort(FrameError("tls-handshake", str(error) or type(error).__name__))
 
     def abort(self, error: Exception | None = None) -> None:
         """Close at once, dropping what is unwritten; `on_closed` hears `error`."""
@@ -203,12 +296,6 @@ class FramedConnection(asyncio.Protocol):
             self._error = error
         if self.transport is not None:
             self.transport.abort()
-
-    def end(self, error: Exception | None = None) -> None:
-        """Abort and count the connection as ended now, even if its transport no longer calls
-        back (one handed to TLS whose handshake failed)."""
-        self.abort(error)
-        self.connection_lost(None)
 
 
 async def serve_framed(
@@ -243,3 +330,7 @@ async def serve_framed(
         server.close()
         for link in list(links):
             link.abort()
+
+
+Tls = tuple[ssl.SSLContext, bool, str | None]
+"""(context, server side?, the server's name to check when dialling)"""

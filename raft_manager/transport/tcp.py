@@ -18,11 +18,11 @@ only promises not to reorder what it delivers on one connection.
 Optionally (both off by default) connections run over mutual TLS (`tls`, see tls.py: a peer
 without a certificate from the cluster's CA is refused at the handshake, counted as
 tls-handshake) and frames carry a MAC (`authenticator`, see auth.py: a frame that fails it is
-dropped and counted by reason, like a frame that fails to decode). A TLS connection starts as
-plain TCP, reads nothing, and is upgraded in place (`loop.start_tls`), so the side whose
-handshake fails counts it (with TLS 1.3 a listener refuses a dialler's certificate after the
-dialler's handshake completed: the dialler sees a connection that closes at once, and backs
-off).
+dropped and counted by reason, like a frame that fails to decode). TLS is spoken by the
+connection itself (framed.py), from its first byte, so nothing is read as a frame before the
+handshake passed; the side whose handshake fails counts it (with TLS 1.3 a listener refuses a
+dialler's certificate after the dialler's handshake completed: the dialler sees a connection
+that closes at once, and backs off).
 """
 
 from __future__ import annotations
@@ -189,14 +189,23 @@ class TcpTransport:
 
     async def _dial(self, host: str, port: int, capacity: int) -> FramedConnection | None:
         """A connection to a peer (over TLS when configured), or None if it cannot be made."""
-        link = FramedConnection(self.max_frame_bytes, _ignore, capacity=capacity)
+        tls = None if self.tls is None else (self.tls.client, False, host)
+        link = FramedConnection(
+            self.max_frame_bytes,
+            _ignore,
+            capacity=capacity,
+            tls=tls,
+            handshake_seconds=HANDSHAKE_SECONDS,
+        )
         try:
             with anyio.fail_after(CONNECT_SECONDS):
                 await asyncio.get_running_loop().create_connection(lambda: link, host, port)
         except (OSError, TimeoutError):
             link.abort()
             return None
-        if self.tls is not None and not await self._secure(link, False, host):
+        if not await link.secured:  # only with TLS: a failed or slow handshake
+            self.stats.dropped["tls-handshake"] += 1
+            log.warning("event=tls_handshake_failed server_side=False peer=%s:%d", host, port)
             return None
         return link
 
@@ -207,52 +216,22 @@ class TcpTransport:
         else:
             self.stats.dropped["queue-full"] += 1
 
-    async def _secure(self, link: FramedConnection, server_side: bool, host: str = "") -> bool:
-        """Upgrade `link` to TLS; False (the failure counted, the connection closed) if the
-        handshake fails or takes longer than HANDSHAKE_SECONDS."""
-        assert self.tls is not None
-        plain = link.transport
-        if plain is None:  # closed before the handshake began
-            return False
-        context = self.tls.server if server_side else self.tls.client
-        try:
-            secured = await asyncio.get_running_loop().start_tls(
-                plain,
-                link,
-                context,
-                server_side=server_side,
-                server_hostname=None if server_side else host,
-                ssl_handshake_timeout=HANDSHAKE_SECONDS,
-            )
-        except (OSError, TimeoutError, ConnectionError) as error:
-            self.stats.dropped["tls-handshake"] += 1
-            log.warning("event=tls_handshake_failed server_side=%s error=%r", server_side, error)
-            link.end()
-            return False
-        if secured is None:  # the connection closed during the handshake
-            link.end()
-            return False
-        link.transport = secured
-        return True
-
     def _accepted(self) -> FramedConnection:
         """The protocol for a connection a peer dialled in on."""
 
         def closed(error: Exception | None) -> None:
-            if isinstance(error, FrameError):  # the stream cannot be resynchronized
+            if isinstance(error, FrameError):  # the stream cannot go on: hung up
                 self.stats.dropped[error.reason] += 1
-                log.warning("event=connection_closed reason=%s", error.reason)
+                log.warning("event=connection_closed reason=%s detail=%r", error.reason, str(error))
 
-        link = FramedConnection(self.max_frame_bytes, self._accept_all, closed)
-        if self.tls is not None:
-            link.on_connected = self._start_handshake
-        return link
-
-    def _start_handshake(self, link: FramedConnection) -> None:
-        assert self._task_group is not None and link.transport is not None
-        link.transport.pause_reading()  # nothing is read before the handshake
-
-        self._task_group.start_soon(self._secure, link, True)
+        tls = None if self.tls is None else (self.tls.server, True, None)
+        return FramedConnection(
+            self.max_frame_bytes,
+            self._accept_all,
+            closed,
+            tls=tls,
+            handshake_seconds=HANDSHAKE_SECONDS,
+        )
 
     def _accept_all(self, frames: list[bytes]) -> None:
         for frame in frames:
