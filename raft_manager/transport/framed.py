@@ -230,7 +230,11 @@ class FramedConnection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         if self._tls_object is not None:
-            self._tls_object.write(data)
+            try:
+                self._tls_object.write(data)
+            except ssl.SSLError as error:
+                self.abort(FrameError("tls", str(error)))
+                return
             data = self._tls_out.read()
         if self._paused:
             self._held.append(data)
@@ -282,7 +286,11 @@ class FramedConnection(asyncio.Protocol):
 
     def _send_tls_output(self) -> None:
         pending = self._tls_out.read()
-        if pending and self.transport is not None:
+        if not pending or self.transport is None:
+            return
+        if self._held:  # behind the records already waiting, in order
+            self._held.append(pending)
+        else:
             self.transport.write(pending)
 
     def _refuse(self, error: Exception) -> None:
