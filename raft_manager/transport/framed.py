@@ -39,6 +39,7 @@ from typing import cast
 
 from .base import parse_address
 from .codec import LENGTH_PREFIX, FrameError
+from .tls import HANDSHAKE_SECONDS
 
 BATCH_BYTES = 64 << 10  # a burst is written in pieces of about this size
 FramesHandler = Callable[[list[bytes]], None]
@@ -82,7 +83,7 @@ class FramedConnection(asyncio.Protocol):
         capacity: int | None = None,
         backpressure: bool = False,
         tls: Tls | None = None,
-        handshake_seconds: float = 10.0,
+        handshake_seconds: float = HANDSHAKE_SECONDS,
     ) -> None:
         self._frames = FrameBuffer(max_frame_bytes)
         self._on_frames = on_frames

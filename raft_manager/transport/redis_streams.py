@@ -20,7 +20,8 @@ decoding on the way in; one that fails is dropped and counted by reason.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -67,6 +68,13 @@ class RedisStreamsTransport:
         self._queue_messages = queue_messages
         self._outboxes: dict[NodeId, Outbox[bytes]] = {}
         self._scopes: dict[NodeId, anyio.CancelScope] = {}
+        # socket_timeout off (redis-py's default is 5 s): with one, redis-py runs every send in
+        # a task of its own (wait_for). Each wait is bounded here instead, by a cancel scope
+        # (REPLY_SECONDS): a Redis cut off without a word (no FIN, no RST) would otherwise hold
+        # a task forever. The pool only makes connections: each task owns one.
+        self._pool = aioredis.ConnectionPool.from_url(
+            redis_url, socket_connect_timeout=2, socket_timeout=None
+        )
         self._task_group: TaskGroup | None = None
         self._deliver: Callable[[Message], None] | None = None
 
@@ -120,16 +128,17 @@ class RedisStreamsTransport:
         if not outbox.put(frame):
             self.stats.dropped["queue-full"] += 1
 
-    def _connection(self) -> aioredis.Connection:
-        # socket_timeout off (redis-py's default is 5 s): with one, redis-py runs every send in
-        # a task of its own (wait_for). Each wait is bounded here instead, by a cancel scope
-        # (REPLY_SECONDS): a Redis cut off without a word (no FIN, no RST) would otherwise hold
-        # a task forever.
-        pool = aioredis.ConnectionPool.from_url(
-            self.redis_url, socket_connect_timeout=2, socket_timeout=None
-        )
-        connection: aioredis.Connection = pool.make_connection()  # type: ignore[no-untyped-call]
-        return connection
+    @asynccontextmanager
+    async def _connected(self) -> AsyncIterator[aioredis.Connection]:
+        """A new connection to Redis, connected (within REPLY_SECONDS), closed on the way out."""
+        connection: aioredis.Connection = self._pool.make_connection()  # type: ignore[no-untyped-call]
+        try:
+            with anyio.fail_after(REPLY_SECONDS):
+                await connection.connect()  # type: ignore[no-untyped-call]
+            yield connection
+        finally:
+            with anyio.CancelScope(shield=True):  # closed on shutdown too
+                await connection.disconnect()
 
     async def _run_sender(self, peer: NodeId) -> None:
         with self._scopes[peer]:
@@ -139,56 +148,54 @@ class RedisStreamsTransport:
         key = inbox_key(self.cluster_id, peer)
         outbox = self._outboxes[peer]
         backoff = Backoff(f"{self.node_id}->{peer}")
-        trim = ("MAXLEN", "~", self.max_stream_length)
         while True:
-            connection = self._connection()
             try:
-                with anyio.fail_after(REPLY_SECONDS):
-                    await connection.connect()  # type: ignore[no-untyped-call]
-                while True:
-                    batch = await outbox.take_all()
-                    commands = [("XADD", key, *trim, "*", FRAME_FIELD, frame) for frame in batch]
-                    try:
-                        with anyio.fail_after(REPLY_SECONDS):
-                            await connection.send_packed_command(connection.pack_commands(commands))
-                            for _ in batch:
-                                await connection.read_response()  # raises on an error reply
-                    except (RedisError, OSError):  # TimeoutError is an OSError
-                        self.stats.dropped["redis-unavailable"] += len(batch)
-                        raise
-                    self.stats.sent += len(batch)
-                    self.stats.bytes_out += sum(map(len, batch))
-                    backoff.reset()
+                async with self._connected() as connection:
+                    await self._send_batches(connection, key, outbox, backoff)
             except (RedisError, OSError) as error:
                 log.info("event=redis_send_failed peer=%s error=%r", peer, str(error))
                 await backoff.wait()
-            finally:
-                await connection.disconnect()
+
+    async def _send_batches(
+        self, connection: aioredis.Connection, key: str, outbox: Outbox[bytes], backoff: Backoff
+    ) -> None:
+        """XADD what the outbox holds, a burst in one round, until Redis fails."""
+        trim = ("MAXLEN", "~", self.max_stream_length)
+        while True:
+            batch = await outbox.take_all()
+            commands = [("XADD", key, *trim, "*", FRAME_FIELD, frame) for frame in batch]
+            try:
+                with anyio.fail_after(REPLY_SECONDS):
+                    await connection.send_packed_command(connection.pack_commands(commands))
+                    for _ in batch:
+                        await connection.read_response()  # raises on an error reply
+            except (RedisError, OSError):  # TimeoutError is an OSError
+                self.stats.dropped["redis-unavailable"] += len(batch)
+                raise
+            self.stats.sent += len(batch)
+            self.stats.bytes_out += sum(map(len, batch))
+            backoff.reset()
 
     async def _run_receiver(self) -> None:
         key = inbox_key(self.cluster_id, self.node_id)
         last_id: bytes | str = "$"
         backoff = Backoff(f"{self.node_id}<-")
         while True:
-            connection = self._connection()
             try:
-                with anyio.fail_after(REPLY_SECONDS):
-                    await connection.connect()  # type: ignore[no-untyped-call]
-                while True:
-                    with anyio.fail_after(BLOCK_MS / 1000 + REPLY_SECONDS):
-                        await connection.send_command(
-                            "XREAD", "COUNT", 1024, "BLOCK", BLOCK_MS, "STREAMS", key, last_id
-                        )
-                        answer = await connection.read_response()
-                    backoff.reset()
-                    for entry_id, fields in _entries(answer):
-                        last_id = entry_id
-                        self._accept(_frame_of(fields))
+                async with self._connected() as connection:
+                    while True:
+                        with anyio.fail_after(BLOCK_MS / 1000 + REPLY_SECONDS):
+                            await connection.send_command(
+                                "XREAD", "COUNT", 1024, "BLOCK", BLOCK_MS, "STREAMS", key, last_id
+                            )
+                            answer = await connection.read_response()
+                        backoff.reset()
+                        for entry_id, fields in _entries(answer):
+                            last_id = entry_id
+                            self._accept(_frame_of(fields))
             except (RedisError, OSError) as error:
                 log.info("event=redis_read_failed error=%r", str(error))
                 await backoff.wait()
-            finally:
-                await connection.disconnect()
 
     def _accept(self, frame: object) -> None:
         if not isinstance(frame, bytes):

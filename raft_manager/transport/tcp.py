@@ -46,7 +46,7 @@ from .codec import (
     encode,
 )
 from .framed import FramedConnection, serve_framed
-from .tls import HANDSHAKE_SECONDS, TlsContexts
+from .tls import TlsContexts
 
 log = logging.getLogger("raft_manager.transport")
 # A connection that lasted this long was up: after its end the sender reconnects at once; after
@@ -195,7 +195,6 @@ class TcpTransport:
             _ignore,
             capacity=capacity,
             tls=tls,
-            handshake_seconds=HANDSHAKE_SECONDS,
         )
         try:
             with anyio.fail_after(CONNECT_SECONDS):
@@ -230,7 +229,6 @@ class TcpTransport:
             self._accept_all,
             closed,
             tls=tls,
-            handshake_seconds=HANDSHAKE_SECONDS,
         )
 
     def _accept_all(self, frames: list[bytes]) -> None:
