@@ -211,3 +211,34 @@ async def test_a_restarted_node_notes_its_checkpoints_again(tmp_path: Path) -> N
             while any(r.digest_at(made["index"])["digest"] is None for r in runtimes):
                 await anyio.sleep(0.01)
         assert {r.digest_at(made["index"])["digest"] for r in runtimes} == {made["digest"]}
+
+
+async def test_a_failed_write_stops_the_runtime_with_its_error(tmp_path: Path) -> None:
+    """A Ready whose fsync fails is never advanced past: the runtime stops and `run` raises the
+    storage's error, as a failing task would, so the node exits rather than serve on."""
+    storage = FileStorage(tmp_path / "n1")
+    raft = Raft(
+        RaftConfig(id="n1", voters=("n1",), election_tick=10), random.Random(0), storage.load()
+    )
+    address = f"127.0.0.1:{free_ports(1)[0]}"
+    transport = TcpTransport("n1", "test-cluster", address, {"n1": address})
+    runtime = NodeRuntime(raft, storage, transport, Ledger(), tick_seconds=0.01)
+    answers: list[Exception | None] = []
+
+    def failing_save(*args: object, **kwargs: object) -> None:
+        raise OSError(5, "Input/output error")
+
+    with pytest.raises(ExceptionGroup) as stopped:
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as group:
+                await group.start(runtime.run)
+                while not runtime.is_leader:
+                    await anyio.sleep(0.01)
+                await runtime.propose(_put("k", 0))
+                storage.save = failing_save  # type: ignore[method-assign]
+                runtime.submit([_put("k", 1)], [lambda _, error: answers.append(error)], 5.0)
+                await anyio.sleep(5)  # the runtime's failure cancels this
+    storage.close()
+    assert stopped.group_contains(OSError, match="Input/output error")
+    assert runtime.raft.log.last_index == runtime.raft.log.applied + 1  # never advanced past
+    assert answers == []  # nobody was told the write succeeded

@@ -97,7 +97,9 @@ class ClientServer:
             if isinstance(error, FrameError):
                 log.warning("event=client_connection_closed reason=%s", error.reason)
 
-        link = FramedConnection(MAX_REQUEST_BYTES, requests, closed, backpressure=True)
+        link = FramedConnection(
+            MAX_REQUEST_BYTES, requests, closed, backpressure=True, outbox=self.runtime.outbox
+        )
         return link
 
     def _propose(self, requests: list[Request], link: FramedConnection) -> None:

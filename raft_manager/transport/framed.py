@@ -10,7 +10,10 @@ frames closes it with no error.
 `put` writes a frame without waiting: the frames put during one turn of the event loop are
 joined and written by one callback early in the next turn (a burst of a thousand answers is one
 system call; one of more than BATCH_BYTES goes out in pieces, so the reader starts on it
-sooner). While the kernel's buffer is full (`pause_writing`) frames are held; `capacity` bounds
+sooner). Connections may share an `Outbox`, whose owner writes what they all hold at once when
+it knows a step is over (the node, when a Ready's messages are all sent: a follower's answer to
+its leader goes out before it applies the entries the Ready committed), instead of a loop turn
+later. While the kernel's buffer is full (`pause_writing`) frames are held; `capacity` bounds
 the frames held and waiting together, and `put` returns False for a frame that did not fit or
 whose connection is gone. With `backpressure`, the connection also stops reading while its
 writes are held: a server whose client does not read its answers stops taking that client's
@@ -73,6 +76,24 @@ class FrameBuffer:
         return len(self._buffer)
 
 
+class Outbox:
+    """The connections whose frames wait to be written: `flush` writes them all, and runs by
+    itself early in the loop's next turn after the first frame waits."""
+
+    def __init__(self) -> None:
+        self._waiting: list[FramedConnection] = []
+
+    def add(self, link: FramedConnection) -> None:
+        if not self._waiting:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._waiting.append(link)
+
+    def flush(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for link in waiting:
+            link.flush()
+
+
 class FramedConnection(asyncio.Protocol):
     def __init__(
         self,
@@ -84,7 +105,9 @@ class FramedConnection(asyncio.Protocol):
         backpressure: bool = False,
         tls: Tls | None = None,
         handshake_seconds: float = HANDSHAKE_SECONDS,
+        outbox: Outbox | None = None,
     ) -> None:
+        self._outbox = outbox or Outbox()
         self._frames = FrameBuffer(max_frame_bytes)
         self._on_frames = on_frames
         self._on_closed = on_closed
@@ -213,15 +236,16 @@ class FramedConnection(asyncio.Protocol):
             return False
         if batch is None:
             batch = self._batch = []
-            self._loop.call_soon(self._flush)
+            self._outbox.add(self)
         data = LENGTH_PREFIX.pack(len(frame)) + frame
         batch.append(data)
         self._batch_bytes += len(data)
         if self._batch_bytes >= BATCH_BYTES:  # let the reader start on what is written so far
-            self._flush()
+            self.flush()
         return True
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Write the frames put so far now (the outbox does it in the loop's next turn)."""
         batch, self._batch, self._batch_bytes = self._batch, None, 0
         if batch:
             self._write(batch[0] if len(batch) == 1 else b"".join(batch), len(batch))

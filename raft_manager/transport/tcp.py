@@ -7,7 +7,8 @@ inbound, each burst of whole frames is decoded and delivered in the event loop's
 no task in between; a length prefix above the cap, or a connection that breaks mid-frame, closes
 that connection; a frame that fails to decode is dropped and counted by reason; either way the
 node keeps serving. Outbound, `send` never blocks: it puts the frame on the peer's connection
-(written early in the loop's next turn, a burst as one write) or, while there is none, in the
+(written when the `outbox` is flushed, at the latest early in the loop's next turn, a burst as
+one write) or, while there is none, in the
 peer's bounded queue; what does not fit is dropped and counted (a slow peer costs at most its
 queue). One task per peer (re)connects, with exponential backoff and jitter, and waits for its
 connection to end: the peer never writes back, so the end of its stream means the peer went
@@ -45,7 +46,7 @@ from .codec import (
     decode,
     encode,
 )
-from .framed import FramedConnection, serve_framed
+from .framed import FramedConnection, Outbox, serve_framed
 from .tls import TlsContexts
 
 log = logging.getLogger("raft_manager.transport")
@@ -79,6 +80,7 @@ class TcpTransport:
         queue_messages: int = DEFAULT_QUEUE_MESSAGES,
         authenticator: Authenticator | None = None,
         tls: TlsContexts | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self.node_id = node_id
         self.cluster_id = cluster_id
@@ -88,6 +90,7 @@ class TcpTransport:
         self.stats = TransportStats()
         self.authenticator = authenticator
         self.tls = tls
+        self.outbox = outbox  # shared with the node's other connections (see framed.py)
         self._peers: dict[NodeId, _Peer] = {}
         self._addresses = {peer: address for peer, address in peers.items() if peer != node_id}
         self._task_group: TaskGroup | None = None
@@ -195,6 +198,7 @@ class TcpTransport:
             _ignore,
             capacity=capacity,
             tls=tls,
+            outbox=self.outbox,
         )
         try:
             with anyio.fail_after(CONNECT_SECONDS):
