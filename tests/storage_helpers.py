@@ -113,10 +113,14 @@ class Lockstep:
         segment_bytes: int = 1 << 20,
         keep_snapshots: int = 2,
         fsync: bool = False,
+        preallocate_bytes: int = 0,
     ) -> None:
+        """`preallocate_bytes` 0 (the default here): the append layout, where a segment file
+        ends where its records do (the crash tests cut files by their size)."""
         self.directory = directory
         self.segment_bytes = segment_bytes
         self.keep_snapshots = keep_snapshots
+        self.preallocate_bytes = preallocate_bytes
         self.memory = MemoryStorage()
         self.file = self._open(fsync)
         self.loaded = self.file.load()
@@ -127,6 +131,7 @@ class Lockstep:
             segment_bytes=self.segment_bytes,
             keep_snapshots=self.keep_snapshots,
             fsync=fsync,
+            preallocate_bytes=self.preallocate_bytes,
         )
 
     def save(

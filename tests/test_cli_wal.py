@@ -63,12 +63,15 @@ def test_the_text_report_names_the_verdict(tmp_path: Path) -> None:
 def test_a_torn_tail_is_reported_and_left_alone(tmp_path: Path) -> None:
     _make_node_dir(tmp_path)
     last = sorted((tmp_path / "wal").glob("*.wal"))[-1]
-    with last.open("ab") as file:
-        file.write(b"\x07\x00\x00")  # the start of a record header, cut short
+    end = _inspect(tmp_path)[1]["segments"][-1]["bytes"]  # where the records stop
+    with last.open("r+b") as file:  # the start of a record header, cut short
+        file.seek(end)
+        file.write(b"\x07\x00\x00")
     before = _fingerprint(tmp_path)
     code, report = _inspect(tmp_path)
     assert code == 0
-    assert report["torn_tail"] == {"file": str(last), "offset": last.stat().st_size - 3, "bytes": 3}
+    cut = last.stat().st_size - end  # those 3 bytes and the zeros after them
+    assert report["torn_tail"] == {"file": str(last), "offset": end, "bytes": cut}
     assert _fingerprint(tmp_path) == before
 
 

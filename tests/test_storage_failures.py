@@ -23,12 +23,12 @@ def test_a_failed_write_is_cut_back_and_the_log_stays_usable(
     storage.load()
     storage.save(HardState(1, "a", 0), _entries(1, 5), None)
 
-    def half_then_full_disk(fd: int, parts: list[bytes]) -> int:
+    def half_then_full_disk(fd: int, parts: list[bytes], offset: int) -> int:
         blob = b"".join(parts)
-        os.write(fd, blob[: len(blob) // 2])
+        os.pwrite(fd, blob[: len(blob) // 2], offset)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(fsutil.os, "writev", half_then_full_disk)
+    monkeypatch.setattr(fsutil.os, "pwritev", half_then_full_disk)
     with pytest.raises(OSError, match="No space"):
         storage.save(HardState(1, "a", 5), _entries(6, 5), None)
     monkeypatch.undo()

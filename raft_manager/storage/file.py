@@ -39,7 +39,7 @@ from .records import (
     frame_parts,
 )
 from .snapshots import SnapshotFile, SnapshotStore
-from .wal import SegmentInfo, SegmentWriter, scan
+from .wal import PREALLOCATE_BYTES, SegmentInfo, SegmentWriter, scan
 
 log = logging.getLogger("raft_manager.storage")
 
@@ -179,7 +179,10 @@ class FileStorage:
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         keep_snapshots: int = DEFAULT_KEEP_SNAPSHOTS,
         fsync: bool = True,
+        preallocate_bytes: int = PREALLOCATE_BYTES,
     ) -> None:
+        """`preallocate_bytes`: the runway of zeros kept ahead of the records with fsync on
+        (wal.py; 0: none, each record grows the file), at most PREALLOCATE_BYTES."""
         if segment_bytes < 4096:
             raise ValueError("segment_bytes must be at least 4096")
         self.directory = Path(directory)
@@ -201,19 +204,22 @@ class FileStorage:
         segments = recovery.segments
         if segments and segments[-1].torn_bytes:
             torn = segments[-1]
-            torn_at = torn.size - torn.torn_bytes
             log.warning(
                 "%s: dropped a torn tail of %d bytes at offset %d (a write cut short by a crash)",
                 torn.path,
                 torn.torn_bytes,
-                torn_at,
+                torn.end,
             )
-            os.truncate(torn.path, torn_at)
-            torn.size, torn.torn_bytes = torn_at, 0
+            os.truncate(torn.path, torn.end)
+            torn.torn_bytes = 0
         if segments:
-            self._writer = SegmentWriter(self._wal_dir, segments, segment_bytes, fsync)
+            self._writer = SegmentWriter(
+                self._wal_dir, segments, segment_bytes, fsync, preallocate_bytes
+            )
         else:
-            self._writer = SegmentWriter.create(self._wal_dir, segment_bytes, fsync, HardState())
+            self._writer = SegmentWriter.create(
+                self._wal_dir, segment_bytes, fsync, HardState(), preallocate_bytes
+            )
 
     def load(self) -> RestoredState:
         """What recovery found. Only the first call returns the entries (they are not kept)."""
@@ -294,7 +300,7 @@ def recover(wal_dir: Path, snapshots: SnapshotStore) -> Recovery:
         if not segments:
             replay.hard_state = segment.hard_state
         info = SegmentInfo(
-            segment.sequence, segment.path, size=segment.size, torn_bytes=segment.torn_bytes
+            segment.sequence, segment.path, end=segment.end, torn_bytes=segment.torn_bytes
         )
         for record in segment.records:
             if record.type is not RecordType.READY:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -14,13 +15,14 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def writev_all(fd: int, parts: list[bytes]) -> int:
-    """Write the buffers back to back with one os.writev (finishing a short write); returns the
-    number of bytes written."""
+def pwritev_all(fd: int, parts: Sequence[bytes | memoryview], offset: int) -> int:
+    """Write the buffers back to back at `offset` with one os.pwritev (finishing a short
+    write); returns the number of bytes written."""
     total = sum(map(len, parts))
-    written = os.writev(fd, parts)
-    if written < total:
-        write_all(fd, b"".join(parts)[written:])
+    written = os.pwritev(fd, parts, offset)
+    while written < total:
+        rest = memoryview(b"".join(parts))[written:]
+        written += os.pwrite(fd, rest, offset + written)
     return total
 
 

@@ -75,7 +75,7 @@ def inspect_storage(directory: Path) -> StorageReport:
             {
                 "file": str(info.path),
                 "sequence": info.sequence,
-                "bytes": info.size,
+                "bytes": info.end,
                 "records": info.records,
                 "first_index": info.min_index or None,
                 "last_index": info.max_index or None,
@@ -84,7 +84,7 @@ def inspect_storage(directory: Path) -> StorageReport:
         if info.torn_bytes:
             report.torn_tail = {
                 "file": str(info.path),
-                "offset": info.size - info.torn_bytes,
+                "offset": info.end,
                 "bytes": info.torn_bytes,
             }
     hard = restored.hard_state

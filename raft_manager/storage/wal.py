@@ -7,11 +7,19 @@ appended, each batch with one write and one fsync (group commit). When the curre
 directory fsynced, so a segment file either does not exist or starts with a whole header.
 Old segments are deleted (and the directory fsynced) once a snapshot covers every entry in them.
 
-Scanning reads every segment in sequence order and verifies every checksum. A gap in the sequence
-numbers, a damaged record anywhere but at the very end of the last segment, or a record that does
-not decode raises CorruptionError naming the file and the byte offset. The end of the last segment
-may hold a torn record, left by a crash in the middle of an unsynced write: the scan reports where
-it starts, and `open_for_append` truncates it away (logging how many bytes it dropped).
+With fsync on, the writer keeps up to `preallocate` bytes of zeros written ahead of the last
+record (the runway; never past `segment_bytes`), topped up in the same fsync as a record once less
+than half is left. A record then lands inside the file, whose size does not change, and its
+fdatasync writes the record and flushes the disk's cache without also writing the inode: on this
+project's machine (ext4) 42 instead of 59-88 us alone, and fewer I/Os queued behind each other
+when three nodes share a disk. The zeros are written once per `preallocate` bytes of log.
+
+Scanning reads every segment in sequence order and verifies every checksum. Where the records stop
+and only zeros follow, the segment ends (its runway). A gap in the sequence numbers, a damaged
+record anywhere but at the very end of the last segment, or a record that does not decode raises
+CorruptionError naming the file and the byte offset. The end of the last segment may hold a torn
+record, left by a crash in the middle of an unsynced write: the scan reports where it starts, and
+opening the storage truncates it away (logging how many bytes it dropped).
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from crc32c import crc32c
 from raft_manager.core import HardState
 
 from .errors import CorruptionError
-from .fsutil import fsync_directory, write_file_atomically, writev_all
+from .fsutil import fsync_directory, pwritev_all, write_file_atomically
 from .records import (
     HEADER,
     HEADER_SIZE,
@@ -58,18 +66,18 @@ class Record:
     payload: memoryview
 
 
+PREALLOCATE_BYTES = 1 << 20  # the runway of zeros kept ahead of the records (fsync on)
+_ZEROS = bytes(PREALLOCATE_BYTES)
+
+
 @dataclass(slots=True)
 class SegmentScan:
     path: Path
     sequence: int
-    size: int
+    end: int  # where the records stop: the next one goes here
     hard_state: HardState
     records: list[Record] = field(default_factory=list)  # after the SEGMENT record
-    torn_at: int | None = None  # where a torn tail starts (last segment only)
-
-    @property
-    def torn_bytes(self) -> int:
-        return self.size - self.torn_at if self.torn_at is not None else 0
+    torn_bytes: int = 0  # from a torn record at `end` to the end of the file (last segment only)
 
 
 def list_segments(directory: Path) -> list[tuple[int, Path]]:
@@ -91,8 +99,7 @@ def scan_segment(path: Path, sequence: int, is_last: bool) -> SegmentScan:
     data = memoryview(path.read_bytes())
     size = len(data)
     records: list[Record] = []
-    offset = 0
-    torn_at: int | None = None
+    offset = torn_bytes = 0
     while offset < size:
         problem = _record_problem(data, offset, size)
         if problem is None:
@@ -105,9 +112,12 @@ def scan_segment(path: Path, sequence: int, is_last: bool) -> SegmentScan:
             records.append(Record(offset, kind, data[start : start + length]))
             offset = start + length + 1
             continue
+        content_end = _content_end(data, offset)
+        if content_end <= offset:
+            break  # nothing but zeros from here: the runway
         torn, reason = problem
         if torn and is_last:
-            torn_at = offset
+            torn_bytes = size - offset  # what cutting it off the file removes
             break
         raise CorruptionError(path, offset, reason)
     if not records or records[0].type is not RecordType.SEGMENT:
@@ -118,7 +128,7 @@ def scan_segment(path: Path, sequence: int, is_last: bool) -> SegmentScan:
         raise CorruptionError(path, 0, str(error)) from error
     if found_sequence != sequence:
         raise CorruptionError(path, 0, f"the header names segment {found_sequence}")
-    return SegmentScan(path, sequence, size, hard_state, records[1:], torn_at)
+    return SegmentScan(path, sequence, offset, hard_state, records[1:], torn_bytes)
 
 
 def _record_problem(data: memoryview, offset: int, size: int) -> tuple[bool, str] | None:
@@ -128,24 +138,29 @@ def _record_problem(data: memoryview, offset: int, size: int) -> tuple[bool, str
         return True, f"partial record header ({remaining} bytes)"
     header = data[offset : offset + HEADER_SIZE]
     if not header_ok(header):
-        return _zeroed_before(data, offset + HEADER_SIZE), "record header checksum mismatch"
+        return _zeroed_before(data, offset, offset + HEADER_SIZE), "record header checksum mismatch"
     length, _, payload_crc, _ = HEADER.unpack_from(header)
     end = offset + HEADER_SIZE + length + 1
     if end > size:
         return True, f"record of {length} bytes runs past the end of the file"
     start = offset + HEADER_SIZE
     if data[end - 1] != RECORD_END:
-        return _zeroed_before(data, end), "record end byte missing"
+        return _zeroed_before(data, offset, end), "record end byte missing"
     if crc32c(data[start : end - 1]) != payload_crc:
-        return _zeroed_before(data, end), "record payload checksum mismatch"
+        return _zeroed_before(data, offset, end), "record payload checksum mismatch"
     return None
 
 
-def _zeroed_before(data: memoryview, end: int) -> bool:
+def _content_end(data: memoryview, start: int) -> int:
+    """Just past the file's last non-zero byte (`start` if there is none after it)."""
+    return start + len(bytes(data[start:]).rstrip(b"\0"))
+
+
+def _zeroed_before(data: memoryview, start: int, end: int) -> bool:
     """Is everything from some point before `end` to the end of the file zero, i.e. does the
-    file's last non-zero byte lie before `end - 1`? Then the record was cut short by a crash."""
-    last_nonzero = len(bytes(data).rstrip(b"\0")) - 1
-    return last_nonzero < end - 1
+    file's last non-zero byte lie before `end - 1`? Then the record at `start` was cut short by
+    a crash."""
+    return _content_end(data, start) < end
 
 
 def scan(directory: Path) -> Iterator[SegmentScan]:
@@ -162,63 +177,90 @@ class SegmentInfo:
     max_index: int = 0  # the highest entry index written in it (0: none)
     min_index: int = 0  # the lowest (0: none)
     records: int = 0  # READY records found when it was scanned
-    size: int = 0  # bytes when it was scanned
-    torn_bytes: int = 0  # a torn tail found when it was scanned
+    end: int = 0  # where its records stop (the file may hold zeros after: its runway)
+    torn_bytes: int = 0  # a torn tail found at `end` when it was scanned
 
 
 class SegmentWriter:
     """Appends records to the newest segment and manages the segment files."""
 
     def __init__(
-        self, directory: Path, segments: list[SegmentInfo], segment_bytes: int, fsync: bool
+        self,
+        directory: Path,
+        segments: list[SegmentInfo],
+        segment_bytes: int,
+        fsync: bool,
+        preallocate: int = PREALLOCATE_BYTES,
     ) -> None:
         self.directory = directory
         self.segments = segments
         self.segment_bytes = segment_bytes
         self._fsync = fsync
-        current = segments[-1].path
-        self._fd = os.open(current, os.O_WRONLY | os.O_APPEND)
-        self._size = os.fstat(self._fd).st_size
+        self._preallocate = min(preallocate, PREALLOCATE_BYTES) if fsync else 0
+        self._open()
 
     @classmethod
     def create(
-        cls, directory: Path, segment_bytes: int, fsync: bool, hard_state: HardState
+        cls,
+        directory: Path,
+        segment_bytes: int,
+        fsync: bool,
+        hard_state: HardState,
+        preallocate: int = PREALLOCATE_BYTES,
     ) -> SegmentWriter:
-        path = _make_segment(directory, 1, hard_state, fsync)
-        return cls(directory, [SegmentInfo(1, path)], segment_bytes, fsync)
+        info = _make_segment(directory, 1, hard_state, fsync)
+        return cls(directory, [info], segment_bytes, fsync, preallocate)
 
     @property
     def current(self) -> SegmentInfo:
         return self.segments[-1]
 
+    def _open(self) -> None:
+        self._fd = os.open(self.current.path, os.O_WRONLY)
+        self._end = self.current.end  # where the next record goes
+        self._allocated = os.fstat(self._fd).st_size  # the file's size: records and runway
+
     def append(
         self, record: list[bytes], max_index: int, hard_state: HardState, *, sync: bool = True
     ) -> None:
-        """Append one framed record (as buffers) with one write and one fsync (unless `sync` is
-        False); start a new segment if this one is full.
+        """Write one framed record (as buffers) at the end of the records, with one fsync
+        (unless `sync` is False); start a new segment if this one is full.
 
-        A failed write (a full disk, say) is cut back off before the error propagates, so the
-        next append does not land after half a record. A failed fsync propagates as it is: what
-        the kernel kept is then unknown, and the node must stop rather than carry on.
+        A failed write (a full disk, say) is cut back off before the error propagates, so no
+        half a record is left behind the next. A failed fsync propagates as it is: what the
+        kernel kept is then unknown, and the node must stop rather than carry on.
         """
         try:
-            self._size += writev_all(self._fd, record)
+            end = self._end + pwritev_all(self._fd, record, self._end)
+            self._extend_runway(end)
         except OSError:
-            os.ftruncate(self._fd, self._size)
+            os.ftruncate(self._fd, self._end)
+            self._allocated = self._end
             raise
+        self._end = self.current.end = end
         if self._fsync and sync:
             os.fdatasync(self._fd)
         self.current.max_index = max(self.current.max_index, max_index)
-        if self._size >= self.segment_bytes:
+        if end >= self.segment_bytes:
             self._rotate(hard_state)
 
+    def _extend_runway(self, end: int) -> None:
+        """Write zeros ahead of `end` once less than half the runway is left (before the fsync
+        that makes the record durable, so that one fsync covers both)."""
+        self._allocated = max(self._allocated, end)
+        if not self._preallocate or self._allocated - end >= self._preallocate // 2:
+            return
+        stop = min(end + self._preallocate, self.segment_bytes)
+        if stop > self._allocated:
+            zeros = memoryview(_ZEROS)[: stop - self._allocated]
+            pwritev_all(self._fd, [zeros], self._allocated)
+            self._allocated = stop
+
     def _rotate(self, hard_state: HardState) -> None:
-        sequence = self.current.sequence + 1
-        path = _make_segment(self.directory, sequence, hard_state, self._fsync)
+        info = _make_segment(self.directory, self.current.sequence + 1, hard_state, self._fsync)
         os.close(self._fd)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        self._size = os.fstat(self._fd).st_size
-        self.segments.append(SegmentInfo(sequence, path))
+        self.segments.append(info)
+        self._open()
 
     def drop_through(self, index: int) -> int:
         """Delete the oldest segments while every entry in them lies at or below `index`.
@@ -241,8 +283,10 @@ class SegmentWriter:
             self._fd = -1
 
 
-def _make_segment(directory: Path, sequence: int, hard_state: HardState, fsync: bool) -> Path:
+def _make_segment(
+    directory: Path, sequence: int, hard_state: HardState, fsync: bool
+) -> SegmentInfo:
     path = directory / segment_name(sequence)
     header = frame(RecordType.SEGMENT, encode_segment(sequence, hard_state))
     write_file_atomically(path, header, fsync=fsync)
-    return path
+    return SegmentInfo(sequence, path, end=len(header))
