@@ -32,14 +32,17 @@ from raft_manager.core import (
     TimeoutNow,
     VoteResponse,
 )
+from raft_manager.transport.auth import FrameAuthenticator
 from raft_manager.transport.codec import (
     LENGTH_PREFIX,
     PROTOCOL_VERSION,
+    FrameEncoder,
     FrameError,
     decode,
     encode,
 )
 from raft_manager.transport.framed import FrameBuffer
+from raft_manager.transport.keys import Key, KeyRing
 
 CLUSTER = "swarm-1"
 ints = st.integers(min_value=0, max_value=2**40)
@@ -154,3 +157,60 @@ def test_a_well_framed_but_impossible_message_is_refused_by_the_core() -> None:
     with pytest.raises(InvalidMessage):
         node.step(msg)
     assert node.term == 0
+
+
+def _appends(log: tuple[Entry, ...], **changes: Any) -> tuple[AppendEntries, AppendEntries]:
+    fields: dict[str, Any] = dict(term=3, prev_index=9, prev_term=2, entries=log, commit=8)
+    first = AppendEntries(frm="n1", to="n2", **fields)
+    return first, AppendEntries(**{**fields, "frm": "n1", "to": "n3", **changes})
+
+
+def test_a_burst_of_alike_appends_is_encoded_once_and_each_decodes_to_its_own() -> None:
+    log = (Entry(10, 3, EntryType.NORMAL, b"a" * 50), Entry(11, 3, EntryType.NORMAL, b"b"))
+    encoder = FrameEncoder(CLUSTER)
+    to_n2, to_n3 = _appends(log)
+    frame = encoder(to_n2)
+    assert encoder(to_n3) is frame  # the frame carries no recipient
+    assert decode(frame, CLUSTER, "n2") == to_n2 and decode(frame, CLUSTER, "n3") == to_n3
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"term": 4},
+        {"prev_index": 10},
+        {"prev_term": 3},
+        {"commit": 9},
+        {"frm": "n4"},
+        {"entries": ()},
+        # the same indexes and terms, other entries (a new leader's log): other objects
+        {
+            "entries": (
+                Entry(10, 3, EntryType.NORMAL, b"A" * 50),
+                Entry(11, 3, EntryType.NORMAL, b"b"),
+            )
+        },
+    ],
+)
+def test_an_append_that_differs_from_the_last_is_encoded_again(change: dict[str, Any]) -> None:
+    log = (Entry(10, 3, EntryType.NORMAL, b"a" * 50), Entry(11, 3, EntryType.NORMAL, b"b"))
+    encoder = FrameEncoder(CLUSTER)
+    first, second = _appends(log, **change)
+    encoder(first)
+    assert decode(encoder(second), CLUSTER, "n3") == second
+
+
+def test_alike_appends_are_sealed_each_with_the_key_valid_when_sent() -> None:
+    """A kept frame is kept unsealed: the key it would carry may have expired meanwhile."""
+    now = [1000.0]
+    ring = KeyRing(
+        [Key("old", b"s" * 32, expires=1500.0), Key("new", b"t" * 32, not_before=1400.0)]
+    )
+    sealer = FrameAuthenticator(ring, skew=0, clock=lambda: now[0])
+    encoder = FrameEncoder(CLUSTER, sealer)
+    to_n2, to_n3 = _appends((Entry(10, 3, EntryType.NORMAL, b"x"),))
+    early = encoder(to_n2)
+    now[0] = 1600.0  # "old" expired: the same append sent again must carry "new"
+    late = encoder(to_n3)
+    assert early[2:5] == b"old" and late[2:5] == b"new"
+    assert decode(late, CLUSTER, "n3", sealer) == to_n3

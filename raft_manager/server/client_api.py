@@ -98,7 +98,11 @@ class ClientServer:
                 log.warning("event=client_connection_closed reason=%s", error.reason)
 
         link = FramedConnection(
-            MAX_REQUEST_BYTES, requests, closed, backpressure=True, outbox=self.runtime.outbox
+            MAX_REQUEST_BYTES,
+            requests,
+            closed,
+            backpressure=True,
+            pending_writes=self.runtime.pending_writes,
         )
         return link
 

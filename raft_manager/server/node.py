@@ -29,7 +29,7 @@ from raft_manager.ledger import Ledger
 from raft_manager.storage import FileStorage
 from raft_manager.transport.auth import FrameAuthenticator
 from raft_manager.transport.base import Transport, TransportStats, parse_address
-from raft_manager.transport.framed import Outbox
+from raft_manager.transport.framed import PendingWrites
 from raft_manager.transport.keys import KeyFileError, KeyRing, load_key_file
 from raft_manager.transport.redis_streams import RedisStreamsTransport
 from raft_manager.transport.tcp import TcpTransport
@@ -112,7 +112,7 @@ async def run_node(config: ClusterConfig, node_id: str, services: Sequence[Servi
         check_quorum=config.check_quorum,
     )
     raft = Raft(raft_config, random.Random(), storage.load())
-    outbox = Outbox()  # every connection a write's messages and answers travel on
+    pending_writes = PendingWrites()  # every connection a write's messages and answers travel on
     transport: Transport
     if config.transport == "redis":
         transport = RedisStreamsTransport(
@@ -130,7 +130,7 @@ async def run_node(config: ClusterConfig, node_id: str, services: Sequence[Servi
             {peer: spec.dial.get(peer, other.address) for peer, other in config.nodes.items()},
             authenticator=authenticator,
             tls=tls,
-            outbox=outbox,
+            pending_writes=pending_writes,
         )
     ledger = Ledger(config.ledger)
     metrics = NodeMetrics(node_id)
@@ -153,7 +153,7 @@ async def run_node(config: ClusterConfig, node_id: str, services: Sequence[Servi
         snapshot_every=config.snapshot_every,
         metrics=metrics,
         on_conf_change=reach_members,
-        outbox=outbox,
+        pending_writes=pending_writes,
     )
     metrics.watch(runtime.status, transport.stats)
     if spec.metrics_address is not None:

@@ -125,6 +125,45 @@ def encode(msg: Message, cluster_id: str, authenticator: Authenticator | None = 
     return frame if authenticator is None else authenticator.seal(frame)
 
 
+class FrameEncoder:
+    """`encode` for one cluster, which encodes a leader's burst of appends once, not once per
+    follower: the frame carries no recipient, and the appends to followers at the same place in
+    the log are alike but for it. The last AppendEntries' frame is kept and used again for the
+    next one that has the same sender, term, position and commit and the same entries (the same
+    Entry objects: slices of one log, so the first and the last decide). Frames are sealed per
+    message, never kept sealed (a kept frame may outlive its key)."""
+
+    def __init__(self, cluster_id: str, authenticator: Authenticator | None = None) -> None:
+        self.cluster_id = cluster_id
+        self.authenticator = authenticator
+        self._last: tuple[AppendEntries, bytes] | None = None
+
+    def __call__(self, msg: Message) -> bytes:
+        if type(msg) is not AppendEntries:
+            return encode(msg, self.cluster_id, self.authenticator)
+        last = self._last
+        if last is not None and _alike(last[0], msg):
+            frame = last[1]
+        else:
+            frame = encode(msg, self.cluster_id)
+            self._last = (msg, frame)
+        return frame if self.authenticator is None else self.authenticator.seal(frame)
+
+
+def _alike(a: AppendEntries, b: AppendEntries) -> bool:
+    """Would the two encode to the same frame? (Their recipients are not encoded.)"""
+    ea, eb = a.entries, b.entries
+    return (
+        a.term == b.term
+        and a.prev_index == b.prev_index
+        and a.prev_term == b.prev_term
+        and a.commit == b.commit
+        and a.frm == b.frm
+        and len(ea) == len(eb)
+        and (not ea or (ea[0] is eb[0] and ea[-1] is eb[-1]))
+    )
+
+
 def _decode_entries(value: Any) -> tuple[Entry, ...]:
     if not isinstance(value, list):
         raise FrameError("bad-field", "entries must be an array")

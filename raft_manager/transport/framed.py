@@ -10,10 +10,10 @@ frames closes it with no error.
 `put` writes a frame without waiting: the frames put during one turn of the event loop are
 joined and written by one callback early in the next turn (a burst of a thousand answers is one
 system call; one of more than BATCH_BYTES goes out in pieces, so the reader starts on it
-sooner). Connections may share an `Outbox`, whose owner writes what they all hold at once when
-it knows a step is over (the node, when a Ready's messages are all sent: a follower's answer to
-its leader goes out before it applies the entries the Ready committed), instead of a loop turn
-later. While the kernel's buffer is full (`pause_writing`) frames are held; `capacity` bounds
+sooner). Connections may share a `PendingWrites`, whose owner writes what they all hold at once
+when it knows a step is over (the node, when a Ready's messages are all sent: a follower's answer
+to its leader goes out before it applies the entries the Ready committed), instead of a loop
+turn later. While the kernel's buffer is full (`pause_writing`) frames are held; `capacity` bounds
 the frames held and waiting together, and `put` returns False for a frame that did not fit or
 whose connection is gone. With `backpressure`, the connection also stops reading while its
 writes are held: a server whose client does not read its answers stops taking that client's
@@ -76,7 +76,7 @@ class FrameBuffer:
         return len(self._buffer)
 
 
-class Outbox:
+class PendingWrites:
     """The connections whose frames wait to be written: `flush` writes them all, and runs by
     itself early in the loop's next turn after the first frame waits."""
 
@@ -105,9 +105,9 @@ class FramedConnection(asyncio.Protocol):
         backpressure: bool = False,
         tls: Tls | None = None,
         handshake_seconds: float = HANDSHAKE_SECONDS,
-        outbox: Outbox | None = None,
+        pending_writes: PendingWrites | None = None,
     ) -> None:
-        self._outbox = outbox or Outbox()
+        self._pending_writes = pending_writes or PendingWrites()
         self._frames = FrameBuffer(max_frame_bytes)
         self._on_frames = on_frames
         self._on_closed = on_closed
@@ -236,7 +236,7 @@ class FramedConnection(asyncio.Protocol):
             return False
         if batch is None:
             batch = self._batch = []
-            self._outbox.add(self)
+            self._pending_writes.add(self)
         data = LENGTH_PREFIX.pack(len(frame)) + frame
         batch.append(data)
         self._batch_bytes += len(data)
@@ -245,7 +245,7 @@ class FramedConnection(asyncio.Protocol):
         return True
 
     def flush(self) -> None:
-        """Write the frames put so far now (the outbox does it in the loop's next turn)."""
+        """Write the frames put so far now (PendingWrites does it in the loop's next turn)."""
         batch, self._batch, self._batch_bytes = self._batch, None, 0
         if batch:
             self._write(batch[0] if len(batch) == 1 else b"".join(batch), len(batch))

@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 from raft_manager.core import Message, NodeId
 
 from .base import DEFAULT_QUEUE_MESSAGES, Backoff, Outbox, TransportStats
-from .codec import Authenticator, FrameError, decode, encode
+from .codec import Authenticator, FrameEncoder, FrameError, decode
 
 log = logging.getLogger("raft_manager.transport")
 
@@ -64,6 +64,7 @@ class RedisStreamsTransport:
         self.max_stream_length = max_stream_length
         self.stats = TransportStats()
         self.authenticator = authenticator
+        self._encode = FrameEncoder(cluster_id, authenticator)
         self._peers = [peer for peer in peers if peer != node_id]
         self._queue_messages = queue_messages
         self._outboxes: dict[NodeId, Outbox[bytes]] = {}
@@ -121,7 +122,7 @@ class RedisStreamsTransport:
             self.stats.dropped["unknown-peer"] += 1
             return
         try:
-            frame = encode(msg, self.cluster_id, self.authenticator)
+            frame = self._encode(msg)
         except FrameError as error:  # only when sealing: no key valid now
             self.stats.dropped[error.reason] += 1
             return

@@ -7,7 +7,7 @@ inbound, each burst of whole frames is decoded and delivered in the event loop's
 no task in between; a length prefix above the cap, or a connection that breaks mid-frame, closes
 that connection; a frame that fails to decode is dropped and counted by reason; either way the
 node keeps serving. Outbound, `send` never blocks: it puts the frame on the peer's connection
-(written when the `outbox` is flushed, at the latest early in the loop's next turn, a burst as
+(written when `pending_writes` is flushed, at the latest early in the loop's next turn, a burst as
 one write) or, while there is none, in the
 peer's bounded queue; what does not fit is dropped and counted (a slow peer costs at most its
 queue). One task per peer (re)connects, with exponential backoff and jitter, and waits for its
@@ -42,11 +42,11 @@ from .codec import (
     DEFAULT_MAX_FRAME_BYTES,
     LENGTH_PREFIX,
     Authenticator,
+    FrameEncoder,
     FrameError,
     decode,
-    encode,
 )
-from .framed import FramedConnection, Outbox, serve_framed
+from .framed import FramedConnection, PendingWrites, serve_framed
 from .tls import TlsContexts
 
 log = logging.getLogger("raft_manager.transport")
@@ -80,7 +80,7 @@ class TcpTransport:
         queue_messages: int = DEFAULT_QUEUE_MESSAGES,
         authenticator: Authenticator | None = None,
         tls: TlsContexts | None = None,
-        outbox: Outbox | None = None,
+        pending_writes: PendingWrites | None = None,
     ) -> None:
         self.node_id = node_id
         self.cluster_id = cluster_id
@@ -89,8 +89,11 @@ class TcpTransport:
         self.queue_messages = queue_messages
         self.stats = TransportStats()
         self.authenticator = authenticator
+        self._encode = FrameEncoder(cluster_id, authenticator)
         self.tls = tls
-        self.outbox = outbox  # shared with the node's other connections (see framed.py)
+        self.pending_writes = (
+            pending_writes  # shared with the node's other connections (see framed.py)
+        )
         self._peers: dict[NodeId, _Peer] = {}
         self._addresses = {peer: address for peer, address in peers.items() if peer != node_id}
         self._task_group: TaskGroup | None = None
@@ -146,7 +149,7 @@ class TcpTransport:
             self.stats.dropped["unknown-peer"] += 1
             return
         try:
-            frame = encode(msg, self.cluster_id, self.authenticator)
+            frame = self._encode(msg)
         except FrameError as error:  # only when sealing: no key valid now
             self.stats.dropped[error.reason] += 1
             return
@@ -198,7 +201,7 @@ class TcpTransport:
             _ignore,
             capacity=capacity,
             tls=tls,
-            outbox=self.outbox,
+            pending_writes=self.pending_writes,
         )
         try:
             with anyio.fail_after(CONNECT_SECONDS):
