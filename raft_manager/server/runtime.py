@@ -89,7 +89,7 @@ class _Pending:
     """One proposal or read waiting for its answer. Its deadline is enforced by the ticker
     (`NodeRuntime._expire`), which is much cheaper than a cancel scope per request."""
 
-    deadline: float
+    deadline: float  # time.monotonic()
     answer: Answer
     term: int = 0  # a proposal's term: it succeeds only if applied with this term
     proposed_at: float = 0.0  # time.perf_counter() when proposed, for the latency histogram
@@ -202,7 +202,7 @@ class NodeRuntime:
             await anyio.sleep(self.tick_seconds)
             self.raft.tick()
             self._wake()
-            self._expire(anyio.current_time())
+            self._expire(time.monotonic())
 
     def _expire(self, now: float) -> None:
         """Fail the proposals and reads whose deadline passed."""
@@ -365,7 +365,7 @@ class NodeRuntime:
         """Wait until the entry this node just proposed at `index` is applied; return what
         applying it gave. Raises ProposalLost or TimeoutError."""
         outcome = _Outcome()
-        deadline = anyio.current_time() + timeout
+        deadline = time.monotonic() + timeout
         self._proposals[index] = _Pending(deadline, outcome, self.raft.term, time.perf_counter())
         self._wake()
         return await outcome.wait()
@@ -380,11 +380,11 @@ class NodeRuntime:
             raise ValueError("give one answer per command")
         raft = self.raft
         last = raft.propose_batch(commands)
-        deadline, term, now = anyio.current_time() + timeout, raft.term, time.perf_counter()
+        deadline, term, now = time.monotonic() + timeout, raft.term, time.perf_counter()
         for index, answer in enumerate(answers, last - len(commands) + 1):
             self._proposals[index] = _Pending(deadline, answer, term, now)
         if self.metrics is not None:
-            self.metrics.proposals.inc(len(commands))
+            self.metrics.proposals += len(commands)
         self._wake()
 
     async def propose(self, data: bytes, timeout: float = 5.0) -> Any:
@@ -402,7 +402,7 @@ class NodeRuntime:
         self._read_counter += 1
         context = f"{self.raft.id}/{self._read_counter}".encode()
         self.raft.read_index(context)
-        self._reads[context] = _Pending(anyio.current_time() + timeout, answer)
+        self._reads[context] = _Pending(time.monotonic() + timeout, answer)
         self._wake()
 
     async def read_barrier(self, timeout: float = 5.0) -> int:
