@@ -20,6 +20,7 @@ from raft_manager.ledger.commands import MemoryPut
 from raft_manager.server.digests import Checkpoints
 from raft_manager.server.runtime import NodeRuntime
 from raft_manager.storage import FileStorage
+from raft_manager.transport.framed import PendingWrites
 from raft_manager.transport.tcp import TcpTransport
 
 IDS = ("n1", "n2", "n3")
@@ -33,7 +34,10 @@ async def cluster(tmp_path: Path, snapshot_every: int = 10_000) -> AsyncIterator
         storage = FileStorage(tmp_path / node)
         config = RaftConfig(id=node, voters=IDS, election_tick=10)
         raft = Raft(config, random.Random(k), storage.load())
-        transport = TcpTransport(node, "test-cluster", addresses[node], addresses)
+        pending_writes = PendingWrites()  # shared, as the node shares it (server/node.py)
+        transport = TcpTransport(
+            node, "test-cluster", addresses[node], addresses, pending_writes=pending_writes
+        )
         runtimes.append(
             NodeRuntime(
                 raft,
@@ -42,6 +46,7 @@ async def cluster(tmp_path: Path, snapshot_every: int = 10_000) -> AsyncIterator
                 Ledger(),
                 tick_seconds=0.01,
                 snapshot_every=snapshot_every,
+                pending_writes=pending_writes,
             )
         )
     async with anyio.create_task_group() as group:
@@ -243,3 +248,28 @@ async def test_a_failed_write_stops_the_runtime_with_its_error(tmp_path: Path) -
     assert stopped.group_contains(OSError, match="Input/output error")
     assert runtime.raft.log.last_index == runtime.raft.log.applied + 1  # never advanced past
     assert answers == []  # nobody was told the write succeeded
+
+
+async def test_no_ready_pass_runs_after_the_runtime_stopped(tmp_path: Path) -> None:
+    """A wake after the runtime stopped (a peer's connection closing on the way out, say) must
+    not run a pass: the node closes its storage next."""
+    storage = FileStorage(tmp_path / "n1")
+    raft = Raft(
+        RaftConfig(id="n1", voters=("n1",), election_tick=10), random.Random(0), storage.load()
+    )
+    address = f"127.0.0.1:{free_ports(1)[0]}"
+    transport = TcpTransport("n1", "test-cluster", address, {"n1": address})
+    runtime = NodeRuntime(raft, storage, transport, Ledger(), tick_seconds=0.01)
+    async with anyio.create_task_group() as group:
+        await group.start(runtime.run)
+        while not runtime.is_leader:
+            await anyio.sleep(0.01)
+        await runtime.propose(_put("k", 0))
+        group.cancel_scope.cancel()
+    saves: list[object] = []
+    storage.save = lambda *args, **kwargs: saves.append(args)  # type: ignore[method-assign]
+    raft.propose_batch([_put("k", 1)])
+    runtime._wake()
+    await anyio.sleep(0.05)
+    storage.close()
+    assert saves == []

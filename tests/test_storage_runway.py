@@ -4,8 +4,8 @@ A record lands inside the file, so its fsync need not write the file's size. The
 that the layout is read back exactly (over rotations, and mixed with the append layout of
 `preallocate_bytes=0`), that the file's size changes only when the runway is topped up, and the
 crash model over it: an unsynced last record leaves a prefix of its bytes, the rest of the
-runway's zeros, which is a torn tail (the state before that record); anything else in the
-runway is corruption.
+runway's zeros, in any order of its pages, which is a torn tail (the state before that record);
+a whole record that fails its checksum is corruption.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from storage_helpers import Lockstep, ents, segments
 from raft_manager.core import HardState
 from raft_manager.storage import CorruptionError, FileStorage
 from raft_manager.storage.inspect import inspect_storage
-from raft_manager.storage.wal import PREALLOCATE_BYTES
+from raft_manager.storage.wal import PREALLOCATE_BYTES, RUNWAY_RECORD_BYTES
 
 SEGMENT_BYTES = 3 * PREALLOCATE_BYTES
 RECORD_PAYLOAD = 2000  # bytes per entry: a half runway is about 260 records
@@ -82,6 +82,25 @@ def test_the_append_layout_and_the_runway_mix(tmp_path: Path) -> None:
     pair.close()
 
 
+def test_only_small_records_top_the_runway_up(tmp_path: Path) -> None:
+    """A burst's large record goes past the runway and grows the file; the next small one
+    writes a runway again."""
+    pair = Lockstep(
+        tmp_path, segment_bytes=SEGMENT_BYTES, fsync=True, preallocate_bytes=PREALLOCATE_BYTES
+    )
+    _write(pair, 1)
+    segment = segments(tmp_path)[0]
+    assert segment.stat().st_size > _records_end(tmp_path)
+    big = 2 * RUNWAY_RECORD_BYTES
+    for index in range(2, 2 + PREALLOCATE_BYTES // big + 2):
+        pair.save(HardState(1, "n1", index - 1), ents(index, 1, 1, big), None)
+    assert segment.stat().st_size == _records_end(tmp_path)  # past the runway, no new one
+    _write(pair, 1, first=2 + PREALLOCATE_BYTES // big + 2)
+    assert segment.stat().st_size - _records_end(tmp_path) >= PREALLOCATE_BYTES // 2
+    assert pair.reopen() == pair.expected()
+    pair.close()
+
+
 @pytest.fixture
 def history(tmp_path: Path) -> tuple[Path, Lockstep, int, int]:
     """A directory whose last record, at [start, end), the tests treat as unsynced."""
@@ -91,7 +110,7 @@ def history(tmp_path: Path) -> tuple[Path, Lockstep, int, int]:
     )
     _write(pair, 30)
     start = _records_end(directory)
-    _write(pair, 1, first=31)
+    pair.save(HardState(1, "n1", 30), ents(31, 1, 1, 3 * 4096), None)  # over several pages
     end = _records_end(directory)
     pair.close()
     return directory, pair, start, end
@@ -134,17 +153,43 @@ def test_a_prefix_of_the_last_record_in_the_runway_is_a_torn_tail(
     assert before.entries[-1].index == 31
 
 
-def test_bytes_in_the_runway_away_from_the_records_are_corruption(
-    history: tuple[Path, Lockstep, int, int],
+@pytest.mark.parametrize("missing", ["header", "first page", "a middle sector", "last page"])
+def test_pages_of_the_last_record_that_reached_the_disk_out_of_order_are_a_torn_tail(
+    history: tuple[Path, Lockstep, int, int], missing: str
 ) -> None:
-    """The runway's zeros were written and fsynced before any record went over them: a torn
-    append can only leave bytes where the next record starts."""
-    directory, _, _, end = history
-    copy = _copy(directory, "stray")
+    """A write over the runway's zeros may reach the disk in any order of its pages: a page of
+    the last record missing (zeros), with later ones present, is a torn tail, not corruption."""
+    directory, _, start, end = history
+    page = 4096
+    first_page_end = start - start % page + page
+    holes = {
+        "header": (start, start + 13),
+        "first page": (start, first_page_end),
+        "a middle sector": (first_page_end + 512, first_page_end + 1024),
+        "last page": (end - end % page, end),
+    }
+    hole_start, hole_end = holes[missing]
+    assert start <= hole_start < hole_end <= end and end - start > 2 * page
+    copy = _copy(directory, missing.replace(" ", "-"))
     segment = segments(copy)[-1]
     with segment.open("r+b") as file:
-        file.seek(end + 5000)
-        file.write(b"\x5a" * 10)
+        file.seek(hole_start)
+        file.write(bytes(hole_end - hole_start))
+    restored = FileStorage(copy, segment_bytes=SEGMENT_BYTES).load()
+    assert [entry.index for entry in restored.entries] == list(range(1, 31))
+    assert segment.stat().st_size == start
+
+
+def test_a_whole_last_record_with_a_flipped_bit_is_corruption(
+    history: tuple[Path, Lockstep, int, int],
+) -> None:
+    """No sector of it is missing: its bytes all reached the disk, and one of them changed."""
+    directory, _, start, end = history
+    copy = _copy(directory, "flipped")
+    segment = segments(copy)[-1]
+    blob = bytearray(segment.read_bytes())
+    blob[(start + end) // 2] ^= 0x04
+    segment.write_bytes(bytes(blob))
     with pytest.raises(CorruptionError) as caught:
         FileStorage(copy, segment_bytes=SEGMENT_BYTES)
-    assert caught.value.offset == end and caught.value.path == segment
+    assert caught.value.offset == start and caught.value.path == segment

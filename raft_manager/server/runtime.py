@@ -151,8 +151,8 @@ class NodeRuntime:
         self.on_conf_change = on_conf_change
         self.pending_writes = pending_writes or PendingWrites()  # shared by the node's connections
         self._conf_seen: tuple[ConfState, ConfState] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._pass_pending = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # while running
+        self._pass: asyncio.Handle | None = None  # the Ready pass scheduled, if any
         self._failed: asyncio.Future[None] | None = None
         self._proposals: dict[int, _Pending] = {}  # by log index
         self._reads: dict[bytes, _Pending] = {}  # by read context
@@ -169,19 +169,23 @@ class NodeRuntime:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         self._loop = asyncio.get_running_loop()
         self._failed = self._loop.create_future()
-        async with anyio.create_task_group() as group:
-            serve = partial(self.transport.serve, lost=self._peer_lost)
-            await group.start(serve, group, self._deliver)
-            self._notice_conf()
-            group.start_soon(self._ticker)
-            self._wake()
-            task_status.started()
-            await self._failed  # until cancelled, or a Ready pass failed
+        try:
+            async with anyio.create_task_group() as group:
+                serve = partial(self.transport.serve, lost=self._peer_lost)
+                await group.start(serve, group, self._deliver)
+                self._notice_conf()
+                group.start_soon(self._ticker)
+                self._wake()
+                task_status.started()
+                await self._failed  # until cancelled, or a Ready pass failed
+        finally:  # no pass after the runtime stopped (its storage may be closed next)
+            self._loop = None
+            if self._pass is not None:
+                self._pass.cancel()
 
     def _wake(self) -> None:
-        if not self._pass_pending and self._loop is not None:
-            self._pass_pending = True
-            self._loop.call_soon(self._ready_pass)
+        if self._pass is None and self._loop is not None:
+            self._pass = self._loop.call_soon(self._ready_pass)
 
     def _peer_lost(self, peer: str) -> None:
         """The transport lost its connection to `peer`: a leader probes it from now on, a
@@ -214,7 +218,7 @@ class NodeRuntime:
                 pending.resolve(error=late)  # dropped from the list when its index applies
 
     def _ready_pass(self) -> None:
-        self._pass_pending = False
+        self._pass = None
         raft = self.raft
         try:
             while raft.has_ready():
