@@ -219,16 +219,23 @@ async def test_a_restarted_node_notes_its_checkpoints_again(tmp_path: Path) -> N
         assert {r.digest_at(made["index"])["digest"] for r in runtimes} == {made["digest"]}
 
 
-async def test_a_failed_write_stops_the_runtime_with_its_error(tmp_path: Path) -> None:
-    """A Ready whose fsync fails is never advanced past: the runtime stops and `run` raises the
-    storage's error, as a failing task would, so the node exits rather than serve on."""
+def _sole_node(tmp_path: Path) -> NodeRuntime:
+    """A one-voter node on real files and a real (unused) listener: it leads on its own."""
     storage = FileStorage(tmp_path / "n1")
     raft = Raft(
         RaftConfig(id="n1", voters=("n1",), election_tick=10), random.Random(0), storage.load()
     )
     address = f"127.0.0.1:{free_ports(1)[0]}"
     transport = TcpTransport("n1", "test-cluster", address, {"n1": address})
-    runtime = NodeRuntime(raft, storage, transport, Ledger(), tick_seconds=0.01)
+    return NodeRuntime(raft, storage, transport, Ledger(), tick_seconds=0.01)
+
+
+async def test_a_failed_write_stops_the_runtime_with_its_error(tmp_path: Path) -> None:
+    """A Ready whose fsync fails is never advanced past: the runtime stops and `run` raises the
+    storage's error, as a failing task would, so the node exits rather than serve on."""
+    runtime = _sole_node(tmp_path)
+    storage = runtime.storage
+    assert isinstance(storage, FileStorage)
     answers: list[Exception | None] = []
 
     def failing_save(*args: object, **kwargs: object) -> None:
@@ -253,13 +260,9 @@ async def test_a_failed_write_stops_the_runtime_with_its_error(tmp_path: Path) -
 async def test_no_ready_pass_runs_after_the_runtime_stopped(tmp_path: Path) -> None:
     """A wake after the runtime stopped (a peer's connection closing on the way out, say) must
     not run a pass: the node closes its storage next."""
-    storage = FileStorage(tmp_path / "n1")
-    raft = Raft(
-        RaftConfig(id="n1", voters=("n1",), election_tick=10), random.Random(0), storage.load()
-    )
-    address = f"127.0.0.1:{free_ports(1)[0]}"
-    transport = TcpTransport("n1", "test-cluster", address, {"n1": address})
-    runtime = NodeRuntime(raft, storage, transport, Ledger(), tick_seconds=0.01)
+    runtime = _sole_node(tmp_path)
+    storage = runtime.storage
+    assert isinstance(storage, FileStorage)
     async with anyio.create_task_group() as group:
         await group.start(runtime.run)
         while not runtime.is_leader:
@@ -268,7 +271,7 @@ async def test_no_ready_pass_runs_after_the_runtime_stopped(tmp_path: Path) -> N
         group.cancel_scope.cancel()
     saves: list[object] = []
     storage.save = lambda *args, **kwargs: saves.append(args)  # type: ignore[method-assign]
-    raft.propose_batch([_put("k", 1)])
+    runtime.raft.propose_batch([_put("k", 1)])
     runtime._wake()
     await anyio.sleep(0.05)
     storage.close()
