@@ -16,9 +16,8 @@ runs the Ready pass.
   restored, the committed entries applied in order and their proposers answered; reads whose
   index is applied are answered; `advance`. A Ready that needs no fsync (new commit index only)
   is applied and its proposers answered before the commit index is written and its messages go
-  out, so the client hears first. Everything that arrives
-  while a write is in flight waits in the socket buffers and lands in the next Ready: proposals
-  batch themselves (group commit).
+  out, so the client hears first. Everything that arrives while a write is in flight waits in
+  the socket buffers and lands in the next Ready: proposals batch themselves (group commit).
 
 "Go out" means written to the sockets there and then: the connections the node's messages and
 answers travel on share one PendingWrites (transport/framed.py), flushed at the end of each of

@@ -20,9 +20,10 @@ def pwritev_all(fd: int, parts: Sequence[bytes | memoryview], offset: int) -> in
     write); returns the number of bytes written."""
     total = sum(map(len, parts))
     written = os.pwritev(fd, parts, offset)
-    while written < total:
-        rest = memoryview(b"".join(parts))[written:]
-        written += os.pwrite(fd, rest, offset + written)
+    if written < total:
+        rest = memoryview(b"".join(parts))
+        while written < total:
+            written += os.pwrite(fd, rest[written:], offset + written)
     return total
 
 

@@ -243,7 +243,6 @@ class SegmentWriter:
 
     def _open(self) -> None:
         self._fd = os.open(self.current.path, os.O_WRONLY)
-        self._end = self.current.end  # where the next record goes
         self._allocated = os.fstat(self._fd).st_size  # the file's size: records and runway
 
     def append(
@@ -256,22 +255,22 @@ class SegmentWriter:
         half a record is left behind the next. A failed fsync propagates as it is: what the
         kernel kept is then unknown, and the node must stop rather than carry on.
         """
+        current = self.current
         try:
-            written = pwritev_all(self._fd, record, self._end)
+            written = pwritev_all(self._fd, record, current.end)
         except OSError:
-            os.ftruncate(self._fd, self._end)
-            self._allocated = self._end
+            os.ftruncate(self._fd, current.end)
+            self._allocated = current.end
             raise
-        end = self._end + written
+        end = current.end = current.end + written
         try:
             self._extend_runway(end, written)
         except OSError:  # no room for the zeros: go on without them, the record stays
             os.ftruncate(self._fd, end)
             self._allocated = end
-        self._end = self.current.end = end
         if self._fsync and sync:
             os.fdatasync(self._fd)
-        self.current.max_index = max(self.current.max_index, max_index)
+        current.max_index = max(current.max_index, max_index)
         if end >= self.segment_bytes:
             self._rotate(hard_state)
 

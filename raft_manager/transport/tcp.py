@@ -7,14 +7,14 @@ inbound, each burst of whole frames is decoded and delivered in the event loop's
 no task in between; a length prefix above the cap, or a connection that breaks mid-frame, closes
 that connection; a frame that fails to decode is dropped and counted by reason; either way the
 node keeps serving. Outbound, `send` never blocks: it puts the frame on the peer's connection
-(written when `pending_writes` is flushed, at the latest early in the loop's next turn, a burst as
-one write) or, while there is none, in the
-peer's bounded queue; what does not fit is dropped and counted (a slow peer costs at most its
-queue). One task per peer (re)connects, with exponential backoff and jitter, and waits for its
-connection to end: the peer never writes back, so the end of its stream means the peer went
-away, and the sender reconnects as soon as the peer restarts instead of losing its next message
-to a dead socket. Messages lost with a broken connection are Raft's to resend; the transport
-only promises not to reorder what it delivers on one connection.
+(written when `pending_writes` is flushed, at the latest early in the loop's next turn, a burst
+as one write) or, while there is none, in the peer's bounded queue; what does not fit is dropped
+and counted (a slow peer costs at most its queue). One task per peer (re)connects, with
+exponential backoff and jitter, and waits for its connection to end: the peer never writes back,
+so the end of its stream means the peer went away, and the sender reconnects as soon as the peer
+restarts instead of losing its next message to a dead socket. Messages lost with a broken
+connection are Raft's to resend; the transport only promises not to reorder what it delivers on
+one connection.
 
 Optionally (both off by default) connections run over mutual TLS (`tls`, see tls.py: a peer
 without a certificate from the cluster's CA is refused at the handshake, counted as
