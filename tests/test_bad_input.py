@@ -249,14 +249,14 @@ def keeps_working(raft: Raft) -> None:
 # == strategies ====================================================================================
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Rogue(Message):
     """A message type that is no part of the protocol."""
 
     index: int = 1
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class SneakyAppend(AppendEntries):
     """A subclass of a real message type is still not a registered type."""
 

@@ -36,6 +36,10 @@ Protocol choices (Raft paper and dissertation sections in brackets):
 - conflict hints on rejected appends, so the leader skips a whole term per round trip [5.3];
 - per-peer progress in probe / replicate / snapshot; pipelined appends bounded by an inflight
   window in messages and bytes; many entries per message up to max_msg_bytes [10.2.2];
+- with quorum_fanout, new entries go at once only to as many voters as a commit needs (those
+  streaming, then the furthest along); the other streaming peers are sent what they lack when
+  they answer a heartbeat, or before a compaction would cut it (not in the papers; see
+  docs/protocol.md);
 - ReadIndex and, with check-quorum, lease reads [6.4] (see read_only.py);
 - leadership transfer with TimeoutNow [3.10]; snapshots sent in chunks [5.1].
 Sends are built lazily: proposals and acknowledgements only mark peers dirty, and `ready()` turns
@@ -82,7 +86,7 @@ from .messages import (
     validate_message,
 )
 from .progress import Inflights, Progress, ProgressState
-from .quorum import VoteResult, quorum_value, vote_result
+from .quorum import VoteResult, majority, quorum_value, vote_result
 from .read_only import PendingRead, ReadTracker
 from .types import (
     ConfState,
@@ -365,7 +369,9 @@ class Raft:
 
     def compact(self, index: int, data: bytes) -> Snapshot:
         """Take the state machine's snapshot `data`, taken at applied `index`, and drop the log
-        up to it. Returns the snapshot, which the runtime must persist."""
+        up to it. Returns the snapshot, which the runtime must persist. A leader first sends
+        its streaming peers the entries up to `index` that they were not sent yet (held back by
+        quorum_fanout): entries about to be sent are no reason to send a snapshot."""
         log = self.log
         if index <= log.offset:
             raise SnapshotError(
@@ -375,6 +381,11 @@ class Raft:
             raise SnapshotError(f"index {index} is not applied yet (applied {log.applied})")
         term = log.term(index)
         assert term is not None
+        if self.role is Role.LEADER:
+            for peer, progress in self.progress.items():
+                streaming = progress.state is ProgressState.REPLICATE
+                if peer != self.id and streaming and progress.next <= index:
+                    self._send_appends(peer, allow_empty=False)
         snapshot = Snapshot(SnapshotMeta(index, term, self._confs.at(index)), data)
         log.compact(index)
         self._confs.compact(index)
@@ -875,10 +886,35 @@ class Raft:
                     self._send_appends(peer, allow_empty=True)
             self._dirty_peers.clear()
         elif self._dirty_peers:
+            held_back = self._held_back() if self.config.quorum_fanout else ()
             for peer in sorted(self._dirty_peers):
-                if peer != self.id:
+                if peer != self.id and peer not in held_back:
                     self._send_appends(peer, allow_empty=False)
             self._dirty_peers.clear()
+
+    def _held_back(self) -> list[NodeId]:
+        """With quorum_fanout: the streaming peers that are not among the followers a commit
+        needs (those streaming first, then the furthest along; the transfer target always
+        goes at once). They catch up when they answer the next heartbeat."""
+        progress, voters = self.progress, self.conf.voters
+        needed = majority(len(voters)) - (1 if self.id in voters else 0)
+        ranked = sorted(
+            (peer for peer in voters if peer != self.id),
+            key=lambda peer: (
+                progress[peer].state is not ProgressState.REPLICATE,
+                -progress[peer].match,
+                peer,
+            ),
+        )
+        first = set(ranked[:needed])
+        return [
+            peer
+            for peer, peer_progress in progress.items()
+            if peer != self.id
+            and peer not in first
+            and peer != self.transfer_target
+            and peer_progress.state is ProgressState.REPLICATE
+        ]
 
     def _send_appends(self, peer: NodeId, *, allow_empty: bool) -> None:
         """Send `peer` as many AppendEntries as its progress state and window allow."""

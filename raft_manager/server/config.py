@@ -178,6 +178,7 @@ class ClusterConfig(BaseSettings):
     election_ticks: int = Field(default=6, ge=2)
     pre_vote: bool = True
     check_quorum: bool = True
+    quorum_fanout: bool = True  # new entries go at once only to the followers a commit needs
     snapshot_every: int = Field(default=10_000, ge=1)
     fsync: bool = True
     transport: Literal["tcp", "redis"] = "tcp"

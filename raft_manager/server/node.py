@@ -110,6 +110,7 @@ async def run_node(config: ClusterConfig, node_id: str, services: Sequence[Servi
         heartbeat_tick=config.heartbeat_ticks,
         pre_vote=config.pre_vote,
         check_quorum=config.check_quorum,
+        quorum_fanout=config.quorum_fanout,
     )
     raft = Raft(raft_config, random.Random(), storage.load())
     pending_writes = PendingWrites()  # every connection a write's messages and answers travel on

@@ -111,6 +111,7 @@ def draw_config(rng: random.Random) -> dict[str, Any]:
         "max_inflight_msgs": rng.choice((1, 4, 64)),
         "max_inflight_bytes": rng.choice((2500, 1 << 20)),
         "snapshot_chunk_bytes": rng.choice((256, 1024, 1 << 20)),
+        "quorum_fanout": rng.random() < 0.5,
     }
 
 

@@ -22,6 +22,7 @@ fails authentication is refused (FrameError) without its body being decoded. Off
 
 from __future__ import annotations
 
+import operator
 import struct
 from collections.abc import Callable
 from dataclasses import fields
@@ -70,7 +71,6 @@ _CODES: dict[type[Message], int] = {
 }
 if set(_CODES) != set(MESSAGE_TYPES):  # a new message type needs a code before it can travel
     raise ImportError("the wire codec lacks a type code for some core message")
-_TYPES = {code: kind for kind, code in _CODES.items()}
 _ENTRY_TYPES = {entry_type.value: entry_type for entry_type in EntryType}
 _HEAD = 4  # version, cluster, sender, code
 
@@ -94,33 +94,27 @@ class Authenticator(Protocol):
 
 
 def _field_names(kind: type[Message]) -> tuple[str, ...]:
-    return tuple(field.name for field in fields(kind) if field.name != "to")
+    """The fields a frame carries after its head, in declared order: all but the sender (in the
+    head) and the recipient (implied by the connection)."""
+    return tuple(field.name for field in fields(kind) if field.name not in ("frm", "to"))
 
 
-_FIELDS = {kind: _field_names(kind) for kind in _CODES}
+def _encode_entries(entries: tuple[Entry, ...]) -> list[list[Any]]:
+    return [[entry.index, entry.term, entry.type, entry.data] for entry in entries]
 
 
-def _encode_value(value: Any) -> Any:
-    if isinstance(value, tuple):  # entries
-        return [[entry.index, entry.term, int(entry.type), entry.data] for entry in value]
-    if isinstance(value, SnapshotMeta):
-        conf = value.conf
-        return [
-            value.index,
-            value.term,
-            list(conf.voters),
-            list(conf.learners),
-            dict(conf.contexts),
-        ]
-    return value
+def _encode_meta(meta: SnapshotMeta) -> list[Any]:
+    conf = meta.conf
+    return [meta.index, meta.term, list(conf.voters), list(conf.learners), dict(conf.contexts)]
 
 
 def encode(msg: Message, cluster_id: str, authenticator: Authenticator | None = None) -> bytes:
     """The frame for `msg` (without the length prefix), sealed when an authenticator is given
     (which may raise FrameError)."""
-    kind = type(msg)
-    body: list[Any] = [PROTOCOL_VERSION, cluster_id, msg.frm, _CODES[kind]]
-    body.extend(_encode_value(getattr(msg, name)) for name in _FIELDS[kind][1:])
+    layout = _LAYOUTS[type(msg)]
+    body = [PROTOCOL_VERSION, cluster_id, msg.frm, layout.code, *layout.values(msg)]
+    for position, convert in layout.encoders:
+        body[position] = convert(body[position])
     frame: bytes = msgpack.packb(body, use_bin_type=True)
     return frame if authenticator is None else authenticator.seal(frame)
 
@@ -201,7 +195,33 @@ def _decode_meta(value: Any) -> SnapshotMeta:
     return SnapshotMeta(index, term, conf)
 
 
-_NESTED: dict[str, Callable[[Any], Any]] = {"entries": _decode_entries, "meta": _decode_meta}
+# The fields that are not plain msgpack values: (encoder, decoder) by field name.
+_Convert = Callable[[Any], Any]
+_NESTED: dict[str, tuple[_Convert, _Convert]] = {
+    "entries": (_encode_entries, _decode_entries),
+    "meta": (_encode_meta, _decode_meta),
+}
+
+
+class _Layout:
+    """How one message type travels: its type code, its fields' names, one call that reads all
+    their values, and the fields converted on the way out and in (by position in the frame)."""
+
+    __slots__ = ("code", "decoders", "encoders", "kind", "names", "values")
+
+    def __init__(self, kind: type[Message], code: int) -> None:
+        self.kind, self.code, self.names = kind, code, _field_names(kind)
+        read = operator.attrgetter(*self.names)  # a tuple of values when there are several
+        self.values: Callable[[Message], tuple[Any, ...]] = (
+            read if len(self.names) > 1 else lambda msg: (read(msg),)
+        )
+        at = [(_HEAD + i, _NESTED[name]) for i, name in enumerate(self.names) if name in _NESTED]
+        self.encoders = [(position, pair[0]) for position, pair in at]
+        self.decoders = [(position, pair[1]) for position, pair in at]
+
+
+_LAYOUTS = {kind: _Layout(kind, code) for kind, code in _CODES.items()}
+_BY_CODE = {layout.code: layout for layout in _LAYOUTS.values()}
 
 
 def decode(
@@ -224,18 +244,15 @@ def decode(
         raise FrameError("wrong-cluster", repr(cluster))
     if not (isinstance(sender, str) and sender):
         raise FrameError("bad-sender")
-    kind = _TYPES.get(code) if type(code) is int else None
-    if kind is None:
+    layout = _BY_CODE.get(code) if type(code) is int else None
+    if layout is None:
         raise FrameError("unknown-type", repr(code))
-    names = _FIELDS[kind]
-    values = body[_HEAD:]
-    if len(values) != len(names) - 1:
-        raise FrameError("bad-arity", f"{kind.__name__} takes {len(names) - 1} fields")
-    arguments: dict[str, Any] = {"frm": sender, "to": recipient}
-    for name, value in zip(names[1:], values, strict=True):
-        decoder = _NESTED.get(name)
-        arguments[name] = decoder(value) if decoder else value
+    if len(body) != _HEAD + len(layout.names):
+        raise FrameError("bad-arity", f"{layout.kind.__name__} takes {len(layout.names)} fields")
+    for position, convert in layout.decoders:
+        body[position] = convert(body[position])
+    values = dict(zip(layout.names, body[_HEAD:], strict=True))
     try:
-        return kind(**arguments)
+        return layout.kind(frm=sender, to=recipient, **values)
     except (TypeError, ValueError) as error:
         raise FrameError("bad-field", str(error)) from None
