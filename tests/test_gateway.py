@@ -34,7 +34,7 @@ async def one_node(clock_interval: float = 60.0) -> AsyncIterator[LedgerGateway]
 
 
 async def _command(gateway: LedgerGateway, body: dict[str, object], seq: int = 0) -> object:
-    entry = gateway.entry_for(body, "session-1" if seq else "", seq, seq)
+    entry = gateway.entry_for(body, "session-1" if seq else "", seq, seq, gateway.stamp())
     return await gateway.runtime.propose(entry)
 
 
@@ -42,7 +42,7 @@ async def test_an_invalid_command_is_refused_before_the_log() -> None:
     async with one_node() as gateway:
         last = gateway.runtime.raft.log.last_index
         with pytest.raises(LedgerError) as refused:
-            gateway.entry_for({"op": "task.claim", "lease_seconds": -1}, "", 0, 0)
+            gateway.entry_for({"op": "task.claim", "lease_seconds": -1}, "", 0, 0, gateway.stamp())
         assert refused.value.code == "invalid_command"
         assert "agent" in refused.value.message and "lease_seconds" in refused.value.message
         assert gateway.runtime.raft.log.last_index == last

@@ -2,16 +2,16 @@
 
 Theory of operation: each connection is a FramedConnection (transport/framed.py) and hands
 over a burst of frames at a time (a client may pipeline). The commands in a burst are validated
-and stamped by the ledger gateway (an invalid one is answered `invalid_command` at once) and go
-to the runtime as one batch, each with a callback that writes its response; queries, status and
-transfers run in a task each. Responses, tagged with the request's id, are put on the
-connection, which writes a burst of them as one buffer and stops reading from a client that does
-not read its answers. A node that is not the leader answers `not_leader` with the leader's client
-address, so the client can follow the redirect. `log` and `digest` are answered from this
-node's own log and notes, whatever its role (they serve `raft-manager verify`). A request that
-does not decode is answered `bad_request` (with its id when that was readable, else 0) and the
-connection stays up; a frame the stream cannot recover from closes the connection. Nothing a
-client sends can stop the node.
+and stamped, with one clock reading, by the ledger gateway (an invalid one is answered
+`invalid_command` at once) and go to the runtime as one batch, each with a callback that writes
+its response; queries, status and transfers run in a task each. Responses, tagged with the
+request's id, are put on the connection, which writes a burst of them as one buffer and stops
+reading from a client that does not read its answers. A node that is not the leader answers
+`not_leader` with the leader's client address, so the client can follow the redirect. `log` and
+`digest` are answered from this node's own log and notes, whatever its role (they serve
+`raft-manager verify`). A request that does not decode is answered `bad_request` (with its id
+when that was readable, else 0) and the connection stays up; a frame the stream cannot recover
+from closes the connection. Nothing a client sends can stop the node.
 """
 
 from __future__ import annotations
@@ -108,10 +108,11 @@ class ClientServer:
 
     def _propose(self, requests: list[Request], link: FramedConnection) -> None:
         entries, answers = [], []
+        ts = self.gateway.stamp()
         for request in requests:
             try:
                 entry = self.gateway.entry_for(
-                    request.body, request.session, request.seq, request.ack
+                    request.body, request.session, request.seq, request.ack, ts
                 )
             except LedgerError as error:
                 link.put(error_response(request.id, error.code, error.message))

@@ -37,11 +37,11 @@ class LedgerGateway:
         self._last_proposal = time.monotonic()
         return self._last_stamp
 
-    def entry_for(self, body: dict[str, Any], session: str, seq: int, ack: int) -> bytes:
-        """The log entry for a client's command; LedgerError("invalid_command") if it is not
-        one."""
+    def entry_for(self, body: dict[str, Any], session: str, seq: int, ack: int, ts: int) -> bytes:
+        """The log entry for a client's command, stamped `ts` (one `stamp()` serves a burst of
+        commands); LedgerError("invalid_command") if it is not one."""
         command = parse_command(body, self.ledger.config)
-        return encode_entry(command, self.stamp(), session, seq, ack)
+        return encode_entry(command, ts, session, seq, ack)
 
     async def query(self, body: dict[str, Any], stale: bool, timeout: float) -> dict[str, Any]:
         parsed = parse_query(body)  # invalid_command before any waiting
