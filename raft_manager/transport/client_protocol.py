@@ -38,7 +38,7 @@ from typing import Any
 
 import msgpack
 
-from .codec import FrameError
+from .codec import FrameError, pack
 
 CLIENT_PROTOCOL_VERSION = 1
 OPS = ("command", "query", "members", "status", "transfer", "log", "checkpoint", "digest")
@@ -89,7 +89,7 @@ def encode_request(request: Request) -> bytes:
         message["index"] = request.index
     elif request.op == "status" and request.digest:
         message["digest"] = True
-    return msgpack.packb(message, use_bin_type=True)  # type: ignore[no-any-return]
+    return pack(message)
 
 
 class BadRequest(FrameError):
@@ -163,7 +163,7 @@ def _decode_fields(request_id: int, op: str, message: dict[str, Any]) -> Request
 
 
 def ok_response(request_id: int, result: Any) -> bytes:
-    return msgpack.packb({"id": request_id, "ok": True, "result": result}, use_bin_type=True)  # type: ignore[no-any-return]
+    return pack({"id": request_id, "ok": True, "result": result})
 
 
 def error_response(
@@ -181,7 +181,7 @@ def error_response(
         "leader": leader,
         "leader_address": leader_address,
     }
-    return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
+    return pack(body)
 
 
 def decode_response(frame: bytes) -> dict[str, Any]:

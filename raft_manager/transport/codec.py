@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import operator
 import struct
+import threading
 from collections.abc import Callable
 from dataclasses import fields
 from typing import Any, Protocol
@@ -75,6 +76,20 @@ _ENTRY_TYPES = {entry_type.value: entry_type for entry_type in EntryType}
 _HEAD = 4  # version, cluster, sender, code
 
 
+_packers = threading.local()
+
+
+def pack(value: Any) -> bytes:
+    """`value` in msgpack (bytes as bin), by this thread's own Packer: msgpack.packb makes a
+    Packer per call, which is a third of the cost of packing a small frame (1.10 against
+    0.68 us for a client request). A Packer is reset when a pack fails, so it stays usable."""
+    packer = getattr(_packers, "packer", None)
+    if packer is None:
+        packer = _packers.packer = msgpack.Packer(use_bin_type=True)
+    frame: bytes = packer.pack(value)
+    return frame
+
+
 class FrameError(ValueError):
     """A frame that cannot be accepted; `reason` is short and stable, fit to count drops by."""
 
@@ -115,7 +130,7 @@ def encode(msg: Message, cluster_id: str, authenticator: Authenticator | None = 
     body = [PROTOCOL_VERSION, cluster_id, msg.frm, layout.code, *layout.values(msg)]
     for position, convert in layout.encoders:
         body[position] = convert(body[position])
-    frame: bytes = msgpack.packb(body, use_bin_type=True)
+    frame = pack(body)
     return frame if authenticator is None else authenticator.seal(frame)
 
 
