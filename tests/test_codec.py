@@ -34,12 +34,14 @@ from raft_manager.core import (
 )
 from raft_manager.transport.auth import FrameAuthenticator
 from raft_manager.transport.codec import (
+    KEEP_PACKER_BYTES,
     LENGTH_PREFIX,
     PROTOCOL_VERSION,
     FrameEncoder,
     FrameError,
     decode,
     encode,
+    pack,
 )
 from raft_manager.transport.framed import FrameBuffer
 from raft_manager.transport.keys import Key, KeyRing
@@ -214,3 +216,14 @@ def test_alike_appends_are_sealed_each_with_the_key_valid_when_sent() -> None:
     late = encoder(to_n3)
     assert early[2:5] == b"old" and late[2:5] == b"new"
     assert decode(late, CLUSTER, "n3", sealer) == to_n3
+
+
+def test_pack_is_msgpack_and_survives_a_failed_pack_and_a_large_one() -> None:
+    small = {"id": 1, "ok": True, "result": {"data": b"\x00\x01", "text": "x"}}
+    assert pack(small) == msgpack.packb(small, use_bin_type=True)
+    with pytest.raises(TypeError):
+        pack({"half": [1, object()]})  # fails mid-way: the Packer must start clean again
+    assert pack(small) == msgpack.packb(small, use_bin_type=True)
+    large = {"chunk": bytes(KEEP_PACKER_BYTES + 1)}  # its Packer is let go, not kept that big
+    assert pack(large) == msgpack.packb(large, use_bin_type=True)
+    assert pack(small) == msgpack.packb(small, use_bin_type=True)

@@ -3,9 +3,11 @@ clock entries that make leases expire in an idle swarm."""
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import pytest
@@ -17,6 +19,7 @@ from raft_manager.server import gateway as gateway_module
 from raft_manager.server.gateway import LedgerGateway
 from raft_manager.server.runtime import NodeRuntime
 from raft_manager.storage import MemoryStorage
+from raft_manager.transport.client_protocol import Request
 from raft_manager.transport.tcp import TcpTransport
 
 
@@ -33,19 +36,43 @@ async def one_node(clock_interval: float = 60.0) -> AsyncIterator[LedgerGateway]
         group.cancel_scope.cancel()
 
 
-async def _command(gateway: LedgerGateway, body: dict[str, object], seq: int = 0) -> object:
-    entry = gateway.entry_for(body, "session-1" if seq else "", seq, seq, gateway.stamp())
+def _request(body: dict[str, Any], seq: int = 0) -> Request:
+    return Request(seq, "command", body, "session-1" if seq else "", seq, seq)
+
+
+async def _command(gateway: LedgerGateway, body: dict[str, Any], seq: int = 0) -> object:
+    (entry,) = gateway.entries_for([_request(body, seq)])
+    assert isinstance(entry, bytes), entry
     return await gateway.runtime.propose(entry)
 
 
 async def test_an_invalid_command_is_refused_before_the_log() -> None:
     async with one_node() as gateway:
         last = gateway.runtime.raft.log.last_index
-        with pytest.raises(LedgerError) as refused:
-            gateway.entry_for({"op": "task.claim", "lease_seconds": -1}, "", 0, 0, gateway.stamp())
-        assert refused.value.code == "invalid_command"
-        assert "agent" in refused.value.message and "lease_seconds" in refused.value.message
+        (refused,) = gateway.entries_for([_request({"op": "task.claim", "lease_seconds": -1})])
+        assert isinstance(refused, LedgerError) and refused.code == "invalid_command"
+        assert "agent" in refused.message and "lease_seconds" in refused.message
         assert gateway.runtime.raft.log.last_index == last
+
+
+async def test_a_burst_shares_one_stamp_and_invalid_commands_take_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with one_node() as gateway:
+        readings = iter(range(7_000_000_000, 10_000_000_000, 1_000_000_000))
+        monkeypatch.setattr(gateway_module.time, "time_ns", lambda: next(readings))
+        put = {"op": "memory.put", "key": "k", "value": 1}
+        first, refused, second = gateway.entries_for(
+            [_request(put, 1), _request({"op": "nope"}, 2), _request(put, 3)]
+        )
+        assert isinstance(refused, LedgerError)
+        assert isinstance(first, bytes) and isinstance(second, bytes)
+        assert json.loads(first)["ts"] == json.loads(second)["ts"] == 7_000
+        # A burst of invalid commands proposes nothing and reads no clock (a stamp also marks
+        # the last proposal, which would hold the idle leader's clock entries back).
+        assert isinstance(gateway.entries_for([_request({"op": "nope"}, 4)])[0], LedgerError)
+        (third,) = gateway.entries_for([_request(put, 5)])
+        assert isinstance(third, bytes) and json.loads(third)["ts"] == 8_000
 
 
 async def test_stamps_never_run_backwards(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,16 +4,22 @@ when they answer its next heartbeat."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from scenario_helpers import Net, make
 
-from raft_manager.core import AppendEntries, InstallSnapshot, Raft
+from raft_manager.core import AppendEntries, InstallSnapshot, Raft, Role
 
 VOTERS5 = ("a", "b", "c", "d", "e")
 
 
-def cluster(voters: tuple[str, ...] = ("a", "b", "c"), *, fanout: bool = True) -> Net:
+def cluster(
+    voters: tuple[str, ...] = ("a", "b", "c"), *, fanout: bool = True, **settings: Any
+) -> Net:
+    members = voters + tuple(settings.get("learners", ()))
     net = Net(
-        make(node_id, voters, seed=k, quorum_fanout=fanout) for k, node_id in enumerate(voters)
+        make(node_id, voters, seed=k, quorum_fanout=fanout, **settings)
+        for k, node_id in enumerate(members)
     )
     net.elect("a")
     net.deliver_all()
@@ -101,7 +107,7 @@ def test_a_transfer_target_is_sent_entries_at_once() -> None:
     net["a"].transfer_leadership("c")
     net.pump("a")
     net.deliver_all()
-    assert net["c"].role.value == "leader"
+    assert net["c"].role is Role.LEADER
 
 
 def test_a_held_back_follower_is_sent_what_a_compaction_would_cut_not_a_snapshot() -> None:
@@ -113,3 +119,32 @@ def test_a_held_back_follower_is_sent_what_a_compaction_would_cut_not_a_snapshot
     net.deliver_all()
     assert last_index(net["c"]) == index
     assert not net.sent(InstallSnapshot, to="c")
+
+
+def test_two_voters_and_four_voters_hold_back_what_a_commit_does_not_need() -> None:
+    net = cluster(("a", "b"))
+    assert appends_carrying(net, propose(net)) == {"b"}
+    net = cluster(("a", "b", "c", "d"))  # a commit needs 3 of 4: two followers
+    assert len(appends_carrying(net, propose(net))) == 2
+
+
+def test_a_backlog_beyond_one_window_is_streamed_after_one_heartbeat() -> None:
+    net = cluster(max_inflight_msgs=1, max_msg_bytes=64)  # a window of one small message
+    net.block("a", "c")
+    for _ in range(40):
+        propose(net, b"x" * 20)
+    net.blocked.clear()
+    net.block("a", "b")  # then b goes silent, and no transport says so
+    index = propose(net)
+    assert net["a"].log.committed < index
+    heartbeat_round(net)  # c answers behind: streamed to until it holds what a held then
+    assert last_index(net["c"]) == index
+    assert net["a"].log.committed == index
+
+
+def test_a_learner_is_held_back_and_caught_up_at_a_heartbeat() -> None:
+    net = cluster(learners=("d",))
+    index = propose(net)
+    assert "d" not in appends_carrying(net, index)
+    heartbeat_round(net)
+    assert last_index(net["d"]) == index

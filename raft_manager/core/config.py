@@ -33,9 +33,9 @@ class RaftConfig:
     max_inflight_msgs: int = 256
     max_inflight_bytes: int = 32 << 20
     snapshot_chunk_bytes: int = 1 << 20
-    # Send new entries at once only to as many followers as a commit needs (the furthest along),
-    # and to the others when they answer the next heartbeat: the surplus followers' work then
-    # does not compete with a commit's for the CPUs (see docs/performance.md).
+    # Send new entries at once only to as many followers as a commit needs (the furthest
+    # along), and stream to the others when they answer a heartbeat behind: the surplus
+    # followers' work then does not compete with a commit's for the CPUs (docs/protocol.md).
     quorum_fanout: bool = False
     # A learner is promoted only after a replication round shorter than this many ticks
     # (None: one election timeout).

@@ -9,7 +9,9 @@ Theory of operation: a `Raft` object is one node's protocol brain. The runtime f
     read_index(context)           a linearizable read was asked for
     transfer_leadership(target)   hand leadership to a caught-up voter
     report_unreachable(peer)      the transport lost a peer
-    compact(index, data)          the state machine snapshotted itself at an applied index
+    compact(index, data)          the state machine snapshotted itself at an applied index (a
+                                  leader may send held-back peers what it would cut: the
+                                  messages go out with the next Ready)
 
 and collects its outputs with `ready()`: a `Ready` batch of hard state and entries to persist, a
 snapshot to install, messages to send, committed entries to apply, and reads that became safe (or
@@ -37,17 +39,18 @@ Protocol choices (Raft paper and dissertation sections in brackets):
 - per-peer progress in probe / replicate / snapshot; pipelined appends bounded by an inflight
   window in messages and bytes; many entries per message up to max_msg_bytes [10.2.2];
 - with quorum_fanout, new entries go at once only to as many voters as a commit needs (those
-  streaming, then the furthest along); the other streaming peers are sent what they lack when
-  they answer a heartbeat, or before a compaction would cut it (not in the papers; see
-  docs/protocol.md);
+  streaming, then the furthest along); the other streaming peers are streamed to from when they
+  answer a heartbeat behind until they hold what the leader held then, and are sent what a
+  compaction would cut first (not in the papers; see docs/protocol.md);
 - ReadIndex and, with check-quorum, lease reads [6.4] (see read_only.py);
 - leadership transfer with TimeoutNow [3.10]; snapshots sent in chunks [5.1].
 Sends are built lazily: proposals and acknowledgements only mark peers dirty, and `ready()` turns
 them into as few AppendEntries as the limits allow, so a burst of proposals batches itself.
 A new commit index is not broadcast on its own: followers learn it from the next AppendEntries
 or from the next heartbeat (every heartbeat carries it), so a sequential write costs four
-messages, not six. Only a leader stepping down after its own removal, and the answer to a
-follower's ReadIndex, send it at once.
+messages, not six (two, with quorum_fanout in a 3-node cluster, and the held-back follower's
+share of a batch per heartbeat). Only a leader stepping down after its own removal, and the
+answer to a follower's ReadIndex, send it at once.
 
 The core never reads a clock, a socket, a file or a global RNG; given the same inputs (and RNG
 seed) it produces the same outputs.
@@ -369,9 +372,10 @@ class Raft:
 
     def compact(self, index: int, data: bytes) -> Snapshot:
         """Take the state machine's snapshot `data`, taken at applied `index`, and drop the log
-        up to it. Returns the snapshot, which the runtime must persist. A leader first sends
-        its streaming peers the entries up to `index` that they were not sent yet (held back by
-        quorum_fanout): entries about to be sent are no reason to send a snapshot."""
+        up to it. Returns the snapshot, which the runtime must persist. With quorum_fanout, a
+        leader first sends its held-back peers the entries up to `index` they were not sent, as
+        far as their replication windows allow (the messages go out with the next Ready):
+        entries about to be sent are no reason to send a snapshot."""
         log = self.log
         if index <= log.offset:
             raise SnapshotError(
@@ -381,10 +385,11 @@ class Raft:
             raise SnapshotError(f"index {index} is not applied yet (applied {log.applied})")
         term = log.term(index)
         assert term is not None
-        if self.role is Role.LEADER:
+        if self.role is Role.LEADER and self.config.quorum_fanout:
             for peer, progress in self.progress.items():
                 streaming = progress.state is ProgressState.REPLICATE
                 if peer != self.id and streaming and progress.next <= index:
+                    progress.catch_up_to = max(progress.catch_up_to, index)
                     self._send_appends(peer, allow_empty=False)
         snapshot = Snapshot(SnapshotMeta(index, term, self._confs.at(index)), data)
         log.compact(index)
@@ -734,6 +739,7 @@ class Raft:
             # sent gets an answer that confirms it (back to streaming) or starts a probe, so lost
             # appends are noticed even in an idle cluster.
             progress.probe_sent = False
+            progress.catch_up_to = self.log.last_index  # held back or not: catch it up
             if progress.is_paused():  # a full replication window
                 self._send_append(msg.frm, progress, [], 0)
             else:
@@ -886,16 +892,18 @@ class Raft:
                     self._send_appends(peer, allow_empty=True)
             self._dirty_peers.clear()
         elif self._dirty_peers:
-            held_back = self._held_back() if self.config.quorum_fanout else ()
+            held_back = self._held_back() if self.config.quorum_fanout else set()
             for peer in sorted(self._dirty_peers):
                 if peer != self.id and peer not in held_back:
                     self._send_appends(peer, allow_empty=False)
             self._dirty_peers.clear()
 
-    def _held_back(self) -> list[NodeId]:
+    def _held_back(self) -> set[NodeId]:
         """With quorum_fanout: the streaming peers that are not among the followers a commit
-        needs (those streaming first, then the furthest along; the transfer target always
-        goes at once). They catch up when they answer the next heartbeat."""
+        needs (those streaming first, then the furthest along). Never held back: the transfer
+        target, and a peer being caught up (from when it answers a heartbeat behind, or a
+        compaction would cut what it lacks, until it holds what the leader held then: one
+        replication window at a time, like any other peer)."""
         progress, voters = self.progress, self.conf.voters
         needed = majority(len(voters)) - (1 if self.id in voters else 0)
         ranked = sorted(
@@ -907,14 +915,15 @@ class Raft:
             ),
         )
         first = set(ranked[:needed])
-        return [
+        return {
             peer
             for peer, peer_progress in progress.items()
             if peer != self.id
             and peer not in first
             and peer != self.transfer_target
             and peer_progress.state is ProgressState.REPLICATE
-        ]
+            and peer_progress.match >= peer_progress.catch_up_to
+        }
 
     def _send_appends(self, peer: NodeId, *, allow_empty: bool) -> None:
         """Send `peer` as many AppendEntries as its progress state and window allow."""

@@ -108,14 +108,9 @@ class ClientServer:
 
     def _propose(self, requests: list[Request], link: FramedConnection) -> None:
         entries, answers = [], []
-        ts = self.gateway.stamp()
-        for request in requests:
-            try:
-                entry = self.gateway.entry_for(
-                    request.body, request.session, request.seq, request.ack, ts
-                )
-            except LedgerError as error:
-                link.put(error_response(request.id, error.code, error.message))
+        for request, entry in zip(requests, self.gateway.entries_for(requests), strict=True):
+            if isinstance(entry, LedgerError):
+                link.put(error_response(request.id, entry.code, entry.message))
                 continue
             entries.append(entry)
             answers.append(partial(self._reply, link, request.id))

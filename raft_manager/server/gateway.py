@@ -13,13 +13,15 @@ swarm (the ledger itself reads no clock).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
 
 from raft_manager.core import RaftError
 from raft_manager.ledger import Ledger, LedgerError, encode_entry, parse_command, parse_query
-from raft_manager.ledger.commands import Clock
+from raft_manager.ledger.commands import Clock, Command
+from raft_manager.transport.client_protocol import Request
 
 from .runtime import NodeRuntime
 
@@ -37,11 +39,25 @@ class LedgerGateway:
         self._last_proposal = time.monotonic()
         return self._last_stamp
 
-    def entry_for(self, body: dict[str, Any], session: str, seq: int, ack: int, ts: int) -> bytes:
-        """The log entry for a client's command, stamped `ts` (one `stamp()` serves a burst of
-        commands); LedgerError("invalid_command") if it is not one."""
-        command = parse_command(body, self.ledger.config)
-        return encode_entry(command, ts, session, seq, ack)
+    def entries_for(self, requests: Sequence[Request]) -> list[bytes | LedgerError]:
+        """The log entry for each command of a burst, or the LedgerError("invalid_command")
+        that refuses it. The valid ones share one stamp, read only if there is one: a burst
+        of invalid commands proposes nothing, so it does not hold the clock entries back."""
+        config, any_valid = self.ledger.config, False
+        parsed: list[Command | LedgerError] = []
+        for request in requests:
+            try:
+                parsed.append(parse_command(request.body, config))
+                any_valid = True
+            except LedgerError as error:
+                parsed.append(error)
+        ts = self.stamp() if any_valid else 0
+        return [
+            command
+            if isinstance(command, LedgerError)
+            else encode_entry(command, ts, request.session, request.seq, request.ack)
+            for command, request in zip(parsed, requests, strict=True)
+        ]
 
     async def query(self, body: dict[str, Any], stale: bool, timeout: float) -> dict[str, Any]:
         parsed = parse_query(body)  # invalid_command before any waiting
