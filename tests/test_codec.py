@@ -222,7 +222,7 @@ def test_pack_is_msgpack_and_survives_a_failed_pack_and_a_large_one() -> None:
     small = {"id": 1, "ok": True, "result": {"data": b"\x00\x01", "text": "x"}}
     assert pack(small) == msgpack.packb(small, use_bin_type=True)
     with pytest.raises(TypeError):
-        pack({"half": [1, object()]})  # fails mid-way: the Packer must start clean again
+        pack({"half": [1, object()]})  # fails mid-way: what is packed next starts clean
     assert pack(small) == msgpack.packb(small, use_bin_type=True)
     large = {"chunk": bytes(KEEP_PACKER_BYTES + 1)}  # its Packer is let go, not kept that big
     assert pack(large) == msgpack.packb(large, use_bin_type=True)

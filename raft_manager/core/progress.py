@@ -83,8 +83,9 @@ class Progress:
         self.inflights = inflights
         self.snapshot_index = 0
         self.snapshot_offset = 0
-        # quorum_fanout: a held-back peer is streamed to like the others until `match` reaches
-        # this (the leader's last index when it was last caught up: a heartbeat, a compaction).
+        # quorum_fanout: a held-back peer is streamed to like the others until it has been sent
+        # this index (the leader's last index when it answered a heartbeat behind, or what a
+        # compaction would cut).
         self.catch_up_to = 0
         # Catch-up rounds (dissertation 4.2.1): a round ends when `match` reaches `round_end`,
         # the leader's last index when it began; `last_round` is how many ticks the last took.

@@ -902,8 +902,8 @@ class Raft:
         """With quorum_fanout: the streaming peers that are not among the followers a commit
         needs (those streaming first, then the furthest along). Never held back: the transfer
         target, and a peer being caught up (from when it answers a heartbeat behind, or a
-        compaction would cut what it lacks, until it holds what the leader held then: one
-        replication window at a time, like any other peer)."""
+        compaction would cut what it lacks, until it has been sent what the leader held then:
+        one replication window at a time, like any other peer)."""
         progress, voters = self.progress, self.conf.voters
         needed = majority(len(voters)) - (1 if self.id in voters else 0)
         ranked = sorted(
@@ -922,7 +922,7 @@ class Raft:
             and peer not in first
             and peer != self.transfer_target
             and peer_progress.state is ProgressState.REPLICATE
-            and peer_progress.match >= peer_progress.catch_up_to
+            and peer_progress.next > peer_progress.catch_up_to
         }
 
     def _send_appends(self, peer: NodeId, *, allow_empty: bool) -> None:
