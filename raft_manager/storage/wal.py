@@ -123,7 +123,9 @@ def scan_segment(path: Path, sequence: int, is_last: bool) -> SegmentScan:
         content_end = _content_end(data, offset)
         if content_end <= offset:
             break  # nothing but zeros from here: the runway
-        torn, reason = problem
+        claimed_end, reason = problem
+        # The prefix model: a record whose bytes stop (zeros follow) before its end was cut short.
+        torn = claimed_end is None or content_end < claimed_end
         if is_last and not torn:
             torn = _zero_sector_in(data, offset)
         if torn and is_last:
@@ -141,23 +143,24 @@ def scan_segment(path: Path, sequence: int, is_last: bool) -> SegmentScan:
     return SegmentScan(path, sequence, offset, hard_state, records[1:], torn_bytes)
 
 
-def _record_problem(data: memoryview, offset: int, size: int) -> tuple[bool, str] | None:
-    """None if a whole, intact record starts at `offset`; else (is it a torn tail?, why)."""
+def _record_problem(data: memoryview, offset: int, size: int) -> tuple[int | None, str] | None:
+    """None if a whole, intact record starts at `offset`; else (where the damaged part claims to
+    end, or None when the file itself ends too soon: a torn tail whatever follows; why)."""
     remaining = size - offset
     if remaining < HEADER_SIZE:
-        return True, f"partial record header ({remaining} bytes)"
+        return None, f"partial record header ({remaining} bytes)"
     header = data[offset : offset + HEADER_SIZE]
     if not header_ok(header):
-        return _zeroed_before(data, offset, offset + HEADER_SIZE), "record header checksum mismatch"
+        return offset + HEADER_SIZE, "record header checksum mismatch"
     length, _, payload_crc, _ = HEADER.unpack_from(header)
     end = offset + HEADER_SIZE + length + 1
     if end > size:
-        return True, f"record of {length} bytes runs past the end of the file"
+        return None, f"record of {length} bytes runs past the end of the file"
     start = offset + HEADER_SIZE
     if data[end - 1] != RECORD_END:
-        return _zeroed_before(data, offset, end), "record end byte missing"
+        return end, "record end byte missing"
     if crc32c(data[start : end - 1]) != payload_crc:
-        return _zeroed_before(data, offset, end), "record payload checksum mismatch"
+        return end, "record payload checksum mismatch"
     return None
 
 
@@ -180,13 +183,6 @@ def _zero_sector_in(data: memoryview, offset: int) -> bool:
 def _content_end(data: memoryview, start: int) -> int:
     """Just past the file's last non-zero byte (`start` if there is none after it)."""
     return start + len(bytes(data[start:]).rstrip(b"\0"))
-
-
-def _zeroed_before(data: memoryview, start: int, end: int) -> bool:
-    """Is everything from some point before `end` to the end of the file zero, i.e. does the
-    file's last non-zero byte lie before `end - 1`? Then the record at `start` was cut short by
-    a crash."""
-    return _content_end(data, start) < end
 
 
 def scan(directory: Path) -> Iterator[SegmentScan]:

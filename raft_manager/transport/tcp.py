@@ -91,9 +91,8 @@ class TcpTransport:
         self.authenticator = authenticator
         self._encode = FrameEncoder(cluster_id, authenticator)
         self.tls = tls
-        self.pending_writes = (
-            pending_writes  # shared with the node's other connections (see framed.py)
-        )
+        # Shared with the node's other connections, so one flush writes them all (framed.py).
+        self.pending_writes = pending_writes
         self._peers: dict[NodeId, _Peer] = {}
         self._addresses = {peer: address for peer, address in peers.items() if peer != node_id}
         self._task_group: TaskGroup | None = None
