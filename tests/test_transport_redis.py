@@ -155,3 +155,30 @@ async def test_a_redis_that_stops_answering_is_left_and_dialled_again(
             while len(inbox.messages) < 2:  # sent until one gets through (Raft resends too)
                 a.send(_heartbeat(2))
                 await anyio.sleep(0.1)
+
+
+async def test_xadds_redis_refuses_are_counted_one_by_one_and_sending_goes_on(
+    redis_server: RedisServer,
+) -> None:
+    # A reply that is an error (here WRONGTYPE: b's inbox key holds a string) refuses that one
+    # XADD; Redis still answers the rest of the round, and the connection stays usable.
+    a = RedisStreamsTransport("a", CLUSTER, redis_server.url, ["a", "b"])
+    b = RedisStreamsTransport("b", CLUSTER, redis_server.url, ["a", "b"])
+    raw = redis.Redis.from_url(redis_server.url)
+    key = inbox_key(CLUSTER, "b")
+    async with running(a), running(b) as inbox:
+        raw.set(key, "not a stream")
+        for round_ in range(1, 6):
+            a.send(_heartbeat(round_))
+        with anyio.fail_after(5):
+            while a.stats.dropped["redis-refused"] < 5:
+                await anyio.sleep(0.01)
+        raw.delete(key)
+        with anyio.fail_after(10):
+            while not inbox.messages:  # after the refusal's backoff
+                a.send(_heartbeat(6))
+                await anyio.sleep(0.05)
+    raw.close()
+    assert a.stats.dropped == {"redis-refused": 5}
+    assert a.stats.sent >= 1
+    assert inbox.messages[0].round == 6  # type: ignore[attr-defined]

@@ -6,9 +6,11 @@ Raft anyway), and hands each entry's frame (the same msgpack frame as on TCP) to
 entry without a frame or with one that fails to decode is dropped and counted by reason. Sending
 is like the TCP transport's: `send` never blocks, puts the frame in the recipient's bounded queue
 (full: dropped and counted), and one task per peer drains the queue with one pipelined round of
-XADDs, trimming the stream to about `max_stream_length` entries (MAXLEN ~). Any Redis error
-(Redis down, restarting, a network cut, no answer within REPLY_SECONDS) makes the affected task
-reconnect with exponential backoff and jitter; what was lost meanwhile is Raft's to resend.
+XADDs, trimming the stream to about `max_stream_length` entries (MAXLEN ~). A Redis that is
+not there (down, restarting, a network cut, no answer within REPLY_SECONDS) makes the affected
+task reconnect with exponential backoff and jitter; an XADD Redis answers with an error (out of
+memory, say) drops that one frame and backs off on the same connection. What was lost
+meanwhile is Raft's to resend.
 Each task owns one redis-py
 connection and speaks to it directly (pack, send, read the replies): the client object's
 pool, retry and pipeline layers cost three times the CPU per message on this path (74 against
@@ -27,7 +29,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 from redis import asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from raft_manager.core import Message, NodeId
 
@@ -160,22 +162,36 @@ class RedisStreamsTransport:
     async def _send_batches(
         self, connection: aioredis.Connection, key: str, outbox: Outbox[bytes], backoff: Backoff
     ) -> None:
-        """XADD what the outbox holds, a burst in one round, until Redis fails."""
+        """XADD what the outbox holds, a burst in one round, until Redis fails. An XADD Redis
+        refuses (an error reply: out of memory, a key of another type) drops that frame alone,
+        counted; a refusal in a round backs off before the next round."""
         trim = ("MAXLEN", "~", self.max_stream_length)
         while True:
             batch = await outbox.take_all()
             commands = [("XADD", key, *trim, "*", FRAME_FIELD, frame) for frame in batch]
+            answered = 0
+            refusal: ResponseError | None = None
             try:
                 with anyio.fail_after(REPLY_SECONDS):
                     await connection.send_packed_command(connection.pack_commands(commands))
-                    for _ in batch:
-                        await connection.read_response()  # raises on an error reply
+                    for frame in batch:
+                        try:
+                            await connection.read_response()
+                        except ResponseError as error:  # the reply was read: still in step
+                            refusal = error
+                            self.stats.dropped["redis-refused"] += 1
+                        else:
+                            self.stats.sent += 1
+                            self.stats.bytes_out += len(frame)
+                        answered += 1
             except (RedisError, OSError):  # TimeoutError is an OSError
-                self.stats.dropped["redis-unavailable"] += len(batch)
+                self.stats.dropped["redis-unavailable"] += len(batch) - answered
                 raise
-            self.stats.sent += len(batch)
-            self.stats.bytes_out += sum(map(len, batch))
-            backoff.reset()
+            if refusal is None:
+                backoff.reset()
+            else:
+                log.info("event=redis_send_refused key=%s error=%r", key, str(refusal))
+                await backoff.wait()
 
     async def _run_receiver(self) -> None:
         key = inbox_key(self.cluster_id, self.node_id)
