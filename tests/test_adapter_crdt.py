@@ -248,3 +248,31 @@ async def test_a_feed_that_no_longer_reaches_back_is_announced_as_a_gap(
         await eventually(lambda: sync.applied[-1].data == feed[-1][3])
         restarted = [c for c in sync.received if c.index >= first and c.prev is None]
         assert [(c.index, c.position) for c in restarted] == [(first, 0)]
+
+
+async def test_a_change_too_big_for_an_envelope_goes_out_without_its_data(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    # The big operation is committed by a client (its request is not an envelope); its change
+    # on the feed would be more than max_envelope_bytes, so it goes out marked truncated.
+    nodes = Nodes(
+        tmp_path,
+        redis_server.url,
+        peers=(SYNCHRONIZER,),
+        sections={"adapters": {"max_envelope_bytes": 2048}},
+    )
+    sync = Synchronizer()
+    async with (
+        running(nodes, "n1"),
+        peer(redis_server.url, SYNCHRONIZER, routes=sync.routes()),
+        nodes.client() as client,
+    ):
+        indexes = []
+        for name, operation in [("a", {"inc": "a"}), ("b", {"pad": "x" * 4000}), ("c", {})]:
+            result = await client.command({"op": "crdt.op", "id": name, "operation": operation})
+            indexes.append(result["index"])
+        await eventually(lambda: len(sync.applied) == 3)
+    assert [(c.index, c.truncated) for c in sync.applied] == list(
+        zip(indexes, [False, True, False], strict=True)
+    )
+    assert [c.data and c.data["operation"] for c in sync.applied] == [{"inc": "a"}, None, {}]

@@ -150,14 +150,14 @@ class Bus:
         return raw
 
     async def publish(self, stream: str, envelope: Envelope) -> str:
-        """Add `envelope` to `stream` (trimmed to about stream_maxlen); its entry id."""
-        return (await self.publish_many(stream, [envelope]))[0]
+        """Add `envelope` to `stream` (trimmed to about stream_maxlen); its entry id.
+        ValueError, sending nothing, if it is too big."""
+        return (await self.publish_encoded(stream, [self.encoded(envelope)]))[0]
 
-    async def publish_many(self, stream: str, envelopes: Sequence[Envelope]) -> list[str]:
-        """Add `envelopes` to `stream` in order, in one round trip (a pipeline, not a
-        transaction: retried whole, so a retry may repeat some; each repeat is refused as a
-        replay); their entry ids. ValueError, sending nothing, if one is too big."""
-        raws = [self.encoded(envelope) for envelope in envelopes]
+    async def publish_encoded(self, stream: str, raws: Sequence[bytes]) -> list[str]:
+        """Add envelopes already `encoded` to `stream` in order, in one round trip (a pipeline,
+        not a transaction: retried whole, so a retry may repeat some; each repeat is refused as
+        a replay); their entry ids."""
 
         async def add() -> list[bytes | str]:
             async with self.redis.pipeline(transaction=False) as pipe:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import anyio
@@ -42,7 +43,6 @@ from raft_manager.client import ClientError
 from raft_manager.client.swarm import MAX_FEED_LIMIT, compacted_from
 from raft_manager.ledger.commands import FeedRead
 
-from .envelope import Envelope
 from .messages import CRDT_CHANGE, CRDT_GAP, FeedChange, FeedGap, FeedPoint
 from .node import AdapterNode, repeat
 from .streams import request_stream
@@ -135,24 +135,25 @@ class FeedPublisher:
             await self._gap(first)
             return
         index, position = 0, -1
-        batch: list[tuple[Point, Envelope]] = []
+        batch: list[tuple[Point, bytes]] = []
         prev = self.sent
         for event in answer["events"]:
             position = position + 1 if event["index"] == index else 0
             index = event["index"]
             point = Point(index, position)
             if point > self.head():
-                batch.append((point, self._envelope(event, point, prev)))
+                batch.append((point, self._encoded_change(event, point, prev)))
                 prev = point
         for at in range(0, len(batch), PUBLISH_BATCH):
             chunk = batch[at : at + PUBLISH_BATCH]
-            await self.node.bus.publish_many(self._stream, [envelope for _, envelope in chunk])
+            await self.node.bus.publish_encoded(self._stream, [raw for _, raw in chunk])
             for point, _ in chunk:
                 self.unacked.append(point)
             self.sent = chunk[-1][0]
             self.start = self.sent.index
 
-    def _envelope(self, event: dict[str, Any], point: Point, prev: Point | None) -> Envelope:
+    def _encoded_change(self, event: dict[str, Any], point: Point, prev: Point | None) -> bytes:
+        """The change's envelope as it travels; without its data when that is too big."""
         change = FeedChange(
             index=point.index,
             position=point.position,
@@ -163,13 +164,12 @@ class FeedPublisher:
             prev=prev.wire() if prev is not None else None,
         )
         bus = self.node.bus
-        envelope = bus.envelope(CRDT_CHANGE, recipient=CRDT_SYNCHRONIZER, payload=change)
+        envelope = partial(bus.envelope, CRDT_CHANGE, recipient=CRDT_SYNCHRONIZER)
         try:
-            bus.encoded(envelope)
+            return bus.encoded(envelope(payload=change))
         except ValueError:  # more than max_envelope_bytes
             cut = change.model_copy(update={"data": None, "truncated": True})
-            envelope = bus.envelope(CRDT_CHANGE, recipient=CRDT_SYNCHRONIZER, payload=cut)
-        return envelope
+            return bus.encoded(envelope(payload=cut))
 
     async def _gap(self, resume_index: int) -> None:
         after = self.sent.wire() if self.sent is not None else None
