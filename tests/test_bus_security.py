@@ -28,6 +28,7 @@ from raft_manager.adapters import (
     request_stream,
     sign,
 )
+from raft_manager.adapters.envelope import MAX_NESTING, EnvelopeError, parse_envelope
 from raft_manager.transport.keys import Key, KeyFileError, KeyRing, load_key_file
 
 ROLE = "security-manager"
@@ -198,7 +199,31 @@ def test_the_key_is_chosen_at_the_envelopes_own_timestamp() -> None:
     assert sign(later, ring).key_id == "k2"
 
 
+def test_parsing_refuses_what_the_canonical_form_could_not_encode() -> None:
+    """Whatever parses can be signed and checked: no infinite number, no nesting deeper than
+    MAX_NESTING (a payload about 980 levels deep once crashed the consumer's signature check)."""
+    base = Envelope.new("test.item", sender="a", recipient="b", cluster="c", payload={"n": 1})
+    at_limit = _raw(base, payload={"deep": _nested(MAX_NESTING - 2)})  # envelope, payload, ...
+    envelope, wire = parse_envelope(at_limit)
+    assert canonical_bytes(wire) and envelope.payload["deep"]
+    for raw, problem in [
+        (_raw(base, payload={"deep": _nested(MAX_NESTING - 1)}), "nested deeper"),
+        (_raw(base, payload={"deep": _nested(500)}), "nested deeper"),
+        (_raw(base).replace(b'"n": 1', b'"n": 1e400'), "not finite"),
+        (_raw(base).replace(b'"n": 1', b'"n": -1e999'), "not finite"),
+    ]:
+        with pytest.raises(EnvelopeError, match=problem):
+            parse_envelope(raw)
+
+
 # Every rejection, end to end
+
+
+def _nested(levels: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
 
 
 def _raw(envelope: Envelope, **changes: Any) -> bytes:
@@ -258,6 +283,9 @@ async def test_every_rejection_is_named_counted_reported_and_the_consumer_keeps_
         ("malformed", b"[1, 2, 3]"),
         ("malformed", _raw(signed(9), colour="red")),
         ("malformed", b'{"id": "a", "id": "b"}'),
+        # Valid JSON whose number Python reads as infinity: the signature check cannot encode it.
+        ("malformed", _raw(signed(13), payload={"n": 13}).replace(b'"n": 13', b'"n": 1e400')),
+        ("malformed", _raw(signed(14), payload={"n": 14, "deep": _nested(MAX_NESTING)})),
         ("malformed", {b"other": b"field"}),
         (
             "unsigned",

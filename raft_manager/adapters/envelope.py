@@ -19,12 +19,15 @@ The canonical form is what gets signed: the envelope's JSON object without `sign
 serialized with sorted keys, no whitespace, non-ASCII characters as themselves, UTF-8
 (`canonical_bytes`). A receiver recomputes it from the object it parsed, so any JSON encoder may
 write the wire form. Parsing (`parse_envelope`) is strict and total: anything but exactly such
-an object (a missing or extra field, a wrong type, duplicate keys, NaN) raises EnvelopeError.
+an object (a missing or extra field, a wrong type, duplicate keys, NaN, a number too big to be
+finite, objects and arrays nested more than MAX_NESTING deep) raises EnvelopeError; so whatever
+parses has a canonical form.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 import uuid
@@ -40,6 +43,7 @@ ENVELOPE_VERSION: Literal[1] = 1
 TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 ID = r"^[A-Za-z0-9._:-]{1,128}$"
 SIGNATURE = r"^[0-9a-f]{64}$"
+MAX_NESTING = 64  # objects and arrays inside one another, the envelope's own object included
 
 
 class EnvelopeError(ValueError):
@@ -134,16 +138,46 @@ def _no_constants(name: str) -> None:
     raise EnvelopeError(f"{name} is not JSON")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise EnvelopeError(f"the number {text[:40]} is not finite")
+    return value
+
+
+def _nesting_within(value: dict[str, Any], limit: int) -> bool:
+    """Are `value`'s objects and arrays nested at most `limit` deep, `value` included (level
+    by level, no recursion)?"""
+    level: list[dict[str, Any] | list[Any]] = [value]
+    for _ in range(limit):
+        level = [
+            inner
+            for container in level
+            for inner in (container.values() if isinstance(container, dict) else container)
+            if isinstance(inner, dict | list)
+        ]
+        if not level:
+            return True
+    return False
+
+
 def parse_envelope(raw: bytes) -> tuple[Envelope, dict[str, Any]]:
     """The envelope in `raw` and the JSON object it was read from; EnvelopeError."""
     try:
-        wire = json.loads(raw, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        wire = json.loads(
+            raw,
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_no_constants,
+            parse_float=_finite,
+        )
     except EnvelopeError:
         raise
     except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
         raise EnvelopeError(f"not JSON: {error}") from None
     if not isinstance(wire, dict):
         raise EnvelopeError("not a JSON object")
+    if not _nesting_within(wire, MAX_NESTING):
+        raise EnvelopeError(f"objects and arrays nested deeper than {MAX_NESTING}")
     try:
         return Envelope.model_validate(wire), wire
     except ValidationError as error:
