@@ -4,10 +4,12 @@ time), requests out of bounds refused; and the histogram quantile estimate."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 from adapter_helpers import Nodes, eventually, peer, running
 from conftest import RedisServer
 
@@ -104,3 +106,15 @@ async def test_a_benchmark_runs_within_its_bounds_one_at_a_time_and_bad_requests
         f"p50 {counted.latency.p50_us} us, p99 {counted.latency.p99_us} us; "
         f"{timed.completed} writes in {timed.elapsed_ms} ms at concurrency 8"
     )
+
+
+async def test_a_snapshot_too_big_for_an_envelope_is_logged_and_the_adapters_go_on(
+    redis_server: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "raft_manager.adapters")
+    sections = {"adapters": {"max_envelope_bytes": 300}}
+    nodes = Nodes(tmp_path, redis_server.url, peers=(BENCHMARKER,), sections=sections)
+    async with running(nodes, "n1"):
+        await eventually(lambda: caplog.text.count("what=bench.metrics") >= 3, timeout=10)
+    assert "max_envelope_bytes is 300" in caplog.text
+    assert "event=adapters_stopped" not in caplog.text

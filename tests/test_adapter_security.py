@@ -5,21 +5,25 @@ Raft frames) reported."""
 
 from __future__ import annotations
 
+import json
 import logging
 import struct
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
 import pytest
 import redis
 from adapter_helpers import Nodes, Peer, eventually, peer, running
-from bus_helpers import CLUSTER, settings
+from bus_helpers import CLUSTER, make_bus, settings
 from conftest import RedisServer
 
-from raft_manager.adapters import Bus
+from raft_manager.adapters import Bus, request_stream
+from raft_manager.adapters.auth_reports import KEPT, AuthFailureLog
+from raft_manager.adapters.errors import BusUnavailable
 from raft_manager.adapters.messages import (
     SECURITY_ATTEST,
     SECURITY_FAILURES,
@@ -27,8 +31,10 @@ from raft_manager.adapters.messages import (
     Attestation,
     KeysResult,
 )
+from raft_manager.adapters.security import SecurityAdapter
+from raft_manager.adapters.signing import DETAIL_CHARS, Rejected, Rejection
 from raft_manager.client import SwarmClient
-from raft_manager.transport.base import parse_address
+from raft_manager.transport.base import TransportStats, parse_address
 from raft_manager.transport.keys import Key, KeyRing
 
 SECURITY = "security-manager"
@@ -201,3 +207,64 @@ async def test_redis_refusing_the_credentials_stops_the_adapters_not_the_node(
             result = await SwarmClient(client).memory_put("still", "here")
             assert result["ok"] is True
     assert "refused the credentials" in caplog.text and "sesame" not in caplog.text
+
+
+# The failure reports themselves (a real Bus and Redis; the node's parts the adapter reads)
+
+
+def _reporter(bus: Bus, frames: TransportStats) -> tuple[SecurityAdapter, AuthFailureLog]:
+    failures = AuthFailureLog(frames)
+    node = SimpleNamespace(node_id="n1", bus=bus)
+    return SecurityAdapter(node, failures), failures  # type: ignore[arg-type]
+
+
+def _reports(url: str) -> list[dict[str, Any]]:
+    raw = redis.Redis.from_url(url)
+    entries = raw.xrange(request_stream(CLUSTER, SECURITY))
+    raw.close()
+    return [json.loads(fields[b"envelope"]) for _, fields in entries]
+
+
+async def test_a_report_too_big_for_an_envelope_lists_fewer_and_counts_the_rest(
+    redis_server: RedisServer,
+) -> None:
+    # Rejection details can be long (a malformed envelope's extra field names, sent by anyone):
+    # each is cut, and a report lists as many as fit in max_envelope_bytes.
+    config = settings(redis_server.url, max_envelope_bytes=8192)
+    async with make_bus(redis_server.url, "raft-manager.n1", config=config) as bus:
+        adapter, failures = _reporter(bus, TransportStats())
+        for n in range(KEPT + 5):
+            failures.record(Rejection.of(Rejected("malformed", "x" * 20_000), "s", f"{n}-0"))
+        await adapter.report()
+    [report] = _reports(redis_server.url)
+    listed = report["payload"]["rejections"]
+    assert 0 < len(listed) < KEPT
+    assert report["payload"]["omitted"] == KEPT + 5 - len(listed)
+    assert {len(item["detail"]) for item in listed} == {DETAIL_CHARS}
+    assert [item["entry_id"] for item in listed] == [f"{n}-0" for n in range(len(listed))]
+
+
+async def test_failures_a_report_could_not_carry_go_in_the_next(
+    redis_server: RedisServer,
+) -> None:
+    config = settings(redis_server.url, publish_timeout_s=0.3)
+    frames = TransportStats()
+    async with make_bus(redis_server.url, "raft-manager.n1", config=config) as bus:
+        adapter, failures = _reporter(bus, frames)
+        failures.record(Rejection("bad-signature", "forged", "s", "1-0", "e1", "mallory", "k1"))
+        frames.dropped["bad-mac"] += 3
+        redis_server.stop()
+        with pytest.raises(BusUnavailable):
+            await adapter.report()
+        redis_server.start()
+        frames.dropped["bad-mac"] += 1
+        failures.record(Rejection("unsigned", "no signature", "s", "2-0"))
+        await adapter.report()
+        await adapter.report()  # nothing new: nothing sent
+    [report] = _reports(redis_server.url)
+    payload = report["payload"]
+    assert [(r["reason"], r["entry_id"]) for r in payload["rejections"]] == [
+        ("bad-signature", "1-0"),
+        ("unsigned", "2-0"),
+    ]
+    assert (payload["omitted"], payload["frames"]) == (0, {"bad-mac": 4})

@@ -5,8 +5,9 @@ Theory of operation: the bus hands every envelope its gate refuses to `record` (
 callback, synchronous, never blocking); they wait here, at most `KEPT` of them (the rest are
 only counted, so a flood of forgeries costs bounded memory). The transport counts the frames
 it drops by reason; `take` returns what was recorded since the last call and, for each
-authentication reason, how many more frames were dropped since then. Each node reports its
-own: no other node sees what its gate and its transport refused.
+authentication reason, how many more frames were dropped since then. A report that could not
+be sent is `put_back`, to go out with the next. Each node reports its own: no other node sees
+what its gate and its transport refused.
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ class AuthFailureLog:
     def __init__(self, frames: TransportStats) -> None:
         self._frames = frames
         self._frames_seen: Counter[str] = Counter()
-        self._rejections: list[Rejection] = []
+        self._rejections: list[RejectionReport] = []
         self._omitted = 0
 
     def record(self, rejection: Rejection) -> None:
         if len(self._rejections) < KEPT:
-            self._rejections.append(rejection)
+            self._rejections.append(RejectionReport.model_validate(rejection.to_json()))
         else:
             self._omitted += 1
 
@@ -53,12 +54,15 @@ class AuthFailureLog:
         if not (self._rejections or self._omitted or frames):
             return None
         report = AuthFailures(
-            node=node_id,
-            rejections=[
-                RejectionReport.model_validate(item.to_json()) for item in self._rejections
-            ],
-            omitted=self._omitted,
-            frames=frames,
+            node=node_id, rejections=self._rejections, omitted=self._omitted, frames=frames
         )
         self._rejections, self._omitted = [], 0
         return report
+
+    def put_back(self, report: AuthFailures) -> None:
+        """`report` (from `take`) was not sent: what it holds goes out with the next one, ahead
+        of what failed since (still at most KEPT listed)."""
+        rejections = report.rejections + self._rejections
+        self._rejections = rejections[:KEPT]
+        self._omitted += report.omitted + len(rejections[KEPT:])
+        self._frames_seen.subtract(report.frames)

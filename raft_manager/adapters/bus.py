@@ -39,7 +39,7 @@ from raft_manager.transport.keys import KeyRing
 
 from .consumer import READ_COUNT, Consumer
 from .envelope import ENVELOPE_FIELD, Envelope
-from .errors import BusError, BusUnavailable, auth_failure, redact
+from .errors import BusError, BusUnavailable, EnvelopeTooBig, auth_failure, redact
 from .handlers import Dispatcher, Replies, Reply
 from .metrics import BusMetrics
 from .signing import Rejection, Verifier, sign
@@ -140,10 +140,11 @@ class Bus:
         return reply_stream(self.cluster_id, request.sender), envelope
 
     def encoded(self, envelope: Envelope) -> bytes:
-        """The bytes `envelope` travels as; ValueError when they exceed max_envelope_bytes."""
+        """The bytes `envelope` travels as; EnvelopeTooBig (a ValueError) when they exceed
+        max_envelope_bytes."""
         raw = envelope.to_bytes()
         if len(raw) > self.config.max_envelope_bytes:
-            raise ValueError(
+            raise EnvelopeTooBig(
                 f"the envelope is {len(raw)} bytes; max_envelope_bytes is "
                 f"{self.config.max_envelope_bytes}"
             )
@@ -151,7 +152,7 @@ class Bus:
 
     async def publish(self, stream: str, envelope: Envelope) -> str:
         """Add `envelope` to `stream` (trimmed to about stream_maxlen); its entry id.
-        ValueError, sending nothing, if it is too big."""
+        EnvelopeTooBig, sending nothing, if it is too big."""
         return (await self.publish_encoded(stream, [self.encoded(envelope)]))[0]
 
     async def publish_encoded(self, stream: str, raws: Sequence[bytes]) -> list[str]:

@@ -69,7 +69,7 @@ from raft_manager.transport.base import Backoff
 from .envelope import ENVELOPE_FIELD, Envelope
 from .errors import auth_failure
 from .handlers import Dispatcher, Unhandleable
-from .signing import Rejected, Rejection, SigningError
+from .signing import DETAIL_CHARS, Rejected, Rejection, SigningError
 from .streams import dead_letter_stream, done_set
 
 if TYPE_CHECKING:
@@ -80,7 +80,6 @@ log = logging.getLogger("raft_manager.adapters")
 READ_COUNT = 64
 BLOCK_MS = 1000
 ERRORS_KEPT = 1000
-DETAIL_CHARS = 500
 _numbers = itertools.count(1)  # distinct default names for the consumers of one process
 
 

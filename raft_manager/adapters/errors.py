@@ -29,6 +29,11 @@ class BusUnavailable(BusError):
     """Redis did not answer within the time allowed."""
 
 
+class EnvelopeTooBig(BusError, ValueError):
+    """An envelope over max_envelope_bytes: not sent (a periodic report says so in the log and
+    tries again next period)."""
+
+
 def redact(url: str) -> str:
     """`url` without its password."""
     scheme, separator, rest = url.partition("://")

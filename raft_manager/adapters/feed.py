@@ -43,6 +43,7 @@ from raft_manager.client import ClientError
 from raft_manager.client.swarm import MAX_FEED_LIMIT, compacted_from
 from raft_manager.ledger.commands import FeedRead
 
+from .errors import EnvelopeTooBig
 from .messages import CRDT_CHANGE, CRDT_GAP, FeedChange, FeedGap, FeedPoint
 from .node import AdapterNode, repeat
 from .streams import request_stream
@@ -167,7 +168,7 @@ class FeedPublisher:
         envelope = partial(bus.envelope, CRDT_CHANGE, recipient=CRDT_SYNCHRONIZER)
         try:
             return bus.encoded(envelope(payload=change))
-        except ValueError:  # more than max_envelope_bytes
+        except EnvelopeTooBig:
             cut = change.model_copy(update={"data": None, "truncated": True})
             return bus.encoded(envelope(payload=cut))
 

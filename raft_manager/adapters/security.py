@@ -11,7 +11,8 @@ node holds). `security.attest_request` is served on the shared stream (by any on
 each node's stream: `security.attestation` names the node, the key ids it holds and signs with,
 whether frames and envelopes are authenticated, and the cluster's members (so the Security
 Manager knows whom to ask next). Every `REPORT_S` each node publishes the authentication
-failures it saw since its last report (auth_reports.py), when there were any.
+failures it saw since its last report (auth_reports.py), when there were any: as many as fit
+in one envelope are listed, the rest counted; a report Redis did not take goes with the next.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from raft_manager.client import ClientError
 
 from .auth_reports import AuthFailureLog
 from .envelope import Envelope
+from .errors import EnvelopeTooBig
 from .handlers import Handlers, Reply
 from .key_updates import KeyUpdateRefused, apply_keys
 from .messages import (
@@ -32,10 +34,12 @@ from .messages import (
     SECURITY_KEYS_RESULT,
     Attestation,
     AttestRequest,
+    AuthFailures,
     KeysRequest,
     KeysResult,
 )
 from .node import AdapterNode, repeat
+from .streams import request_stream
 
 SECURITY_MANAGER = "security-manager"
 REPORT_S = 1.0
@@ -56,9 +60,36 @@ class SecurityAdapter:
         await repeat(SECURITY_FAILURES, REPORT_S, self.report)
 
     async def report(self) -> None:
+        """Send what failed since the last report; kept for the next if it cannot be sent."""
         failures = self.failures.take(self.node.node_id)
-        if failures is not None:
-            await self.node.bus.send(SECURITY_MANAGER, SECURITY_FAILURES, failures)
+        if failures is None:
+            return
+        bus = self.node.bus
+        try:
+            stream = request_stream(bus.cluster_id, SECURITY_MANAGER)
+            await bus.publish_encoded(stream, [self._fit(failures)])
+        except BaseException:
+            self.failures.put_back(failures)
+            raise
+
+    def _fit(self, failures: AuthFailures) -> bytes:
+        """The report's envelope as it travels, listing as many rejections as max_envelope_bytes
+        allows (the first ones; the rest are counted in `omitted`)."""
+        bus, listed = self.node.bus, len(failures.rejections)
+        while True:
+            report = failures.model_copy(
+                update={
+                    "rejections": failures.rejections[:listed],
+                    "omitted": failures.omitted + len(failures.rejections) - listed,
+                }
+            )
+            envelope = bus.envelope(SECURITY_FAILURES, recipient=SECURITY_MANAGER, payload=report)
+            try:
+                return bus.encoded(envelope)
+            except EnvelopeTooBig:
+                if not listed:
+                    raise
+                listed //= 2
 
     async def keys(self, envelope: Envelope, request: KeysRequest) -> Reply:
         ring = self.node.parts.keyring

@@ -74,6 +74,9 @@ class Rejected(Exception):
         super().__init__(f"{reason}: {detail}")
 
 
+DETAIL_CHARS = 500  # a refusal's detail, as logged and reported, is cut to this length
+
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
     """What the bus reports about a refused envelope (to its on_reject callback)."""
@@ -91,7 +94,7 @@ class Rejection:
         envelope = error.envelope
         return cls(
             error.reason,
-            error.detail,
+            error.detail[:DETAIL_CHARS],  # a malformed envelope's may name fields of any size
             stream,
             entry_id,
             envelope.id if envelope else None,
