@@ -113,12 +113,46 @@ async def test_a_failing_handler_is_retried_after_the_claim_timeout_then_dead_le
         assert bus.metrics.value("dead_lettered", reason="too-many-deliveries") == 1
 
 
+async def test_a_slow_failure_first_in_a_batch_does_not_hold_back_the_entries_behind_it(
+    redis_server: RedisServer,
+) -> None:
+    """The first handler of a batch fails after the flush interval (a quarter of the claim
+    timeout) has passed, so the flush before the second has nothing to acknowledge: it only
+    renews the claim on the rest (an XACK of no ids once made Redis refuse the whole flush, and
+    the entries behind were redelivered until dead-lettered, never handled)."""
+    config = settings(redis_server.url, claim_idle_ms=400, handler_timeout_s=0.19)
+    attempts: list[int] = []
+    applied: list[int] = []
+
+    async def handle(_envelope: object, item: Item) -> None:
+        attempts.append(item.n)
+        if item.n == 1:
+            await anyio.sleep(0.15)  # past the 0.1 s flush interval, then it fails
+            raise RuntimeError("a flaky dependency")
+        applied.append(item.n)
+
+    handlers = Handlers()
+    handlers.add("test.item", Item, handle)  # type: ignore[arg-type]
+    stream = request_stream(CLUSTER, ROLE)
+    async with make_bus(redis_server.url, config=config) as bus:
+        for n in (1, 2, 3):
+            await bus.send(ROLE, "test.item", Item(n=n))
+        consumer = bus.consumer(stream, ROLE, handlers, recipient=ROLE, read_count=3)
+        async with consuming(consumer):
+            await wait_until(lambda: len(dead_letters(redis_server.url, stream)) == 1)
+    assert sorted(applied) == [2, 3] and attempts.count(2) == attempts.count(3) == 1
+    assert attempts.count(1) == 3  # dead_letter_after = 3
+    [dead] = dead_letters(redis_server.url, stream)
+    assert dead["reason"] == "too-many-deliveries" and "flaky" in dead["detail"]
+    assert bus.metrics.value("redis_errors") == 0
+
+
 async def test_slow_handlers_in_a_big_batch_are_not_run_twice_by_two_members(
     redis_server: RedisServer,
 ) -> None:
-    """One member reads 12 entries at once and each takes 70 ms: it starts handlers only for
-    half the claim timeout and acknowledges them, leaving the rest pending, so the other member
-    never reclaims an entry that is still being handled."""
+    """One member reads 12 entries at once and each takes 70 ms: every quarter of the claim
+    timeout it acknowledges what it handled and renews its claim on the rest, so the other
+    member never reclaims an entry that is still waiting or being handled."""
     runs: list[int] = []
 
     async def slow(_envelope: object, item: Item) -> None:
@@ -155,6 +189,19 @@ async def test_unknown_types_and_bad_payloads_are_dead_lettered_at_once(
         assert recorder.attempts == {7: 1}
 
 
+def _losing_redis_after_item_0(recorder: Recorder, redis_server: RedisServer) -> Handlers:
+    """The recorder's handler, stopping Redis right after it applies item 0."""
+
+    async def handle_then_lose_redis(envelope: object, item: Item) -> None:
+        await recorder.handle(envelope, item)  # type: ignore[arg-type]
+        if item.n == 0:
+            await anyio.to_thread.run_sync(redis_server.stop)
+
+    handlers = Handlers()
+    handlers.add("test.item", Item, handle_then_lose_redis)
+    return handlers
+
+
 async def test_a_handled_message_whose_ack_was_lost_is_not_applied_again(
     redis_server: RedisServer,
 ) -> None:
@@ -163,15 +210,7 @@ async def test_a_handled_message_whose_ack_was_lost_is_not_applied_again(
     _persist_on_shutdown(redis_server)
     stream = request_stream(CLUSTER, ROLE)
     recorder = Recorder()
-    original = recorder.handle
-
-    async def handle_then_lose_redis(envelope: object, item: Item) -> None:
-        await original(envelope, item)  # type: ignore[arg-type]
-        if item.n == 0:
-            await anyio.to_thread.run_sync(redis_server.stop)
-
-    handlers = Handlers()
-    handlers.add("test.item", Item, handle_then_lose_redis)
+    handlers = _losing_redis_after_item_0(recorder, redis_server)
     async with make_bus(redis_server.url) as bus:
         await bus.send(ROLE, "test.item", Item(n=0))
         async with consuming(bus.serve(ROLE, handlers)):
@@ -184,6 +223,28 @@ async def test_a_handled_message_whose_ack_was_lost_is_not_applied_again(
         assert recorder.attempts[0] == 1
         assert bus.metrics.value("duplicates") == 1
         assert bus.metrics.value("redis_errors") >= 1
+
+
+async def test_a_second_consumer_of_one_bus_does_not_apply_again_what_the_first_handled(
+    redis_server: RedisServer,
+) -> None:
+    """As above, but the entry is redelivered to another consumer of the same bus (a node runs
+    several on its shared stream): the memory of what was handled is the bus's, per group, so
+    it is acknowledged without a second run."""
+    _persist_on_shutdown(redis_server)
+    stream = request_stream(CLUSTER, ROLE)
+    recorder = Recorder()
+    lossy = _losing_redis_after_item_0(recorder, redis_server)
+    async with make_bus(redis_server.url) as bus:
+        await bus.send(ROLE, "test.item", Item(n=0))
+        async with consuming(bus.serve(ROLE, lossy, name="first")):
+            await wait_until(lambda: recorder.applied == [0])
+            await anyio.sleep(0.3)  # the acknowledgement fails meanwhile
+        await anyio.to_thread.run_sync(redis_server.start)
+        async with consuming(bus.serve(ROLE, recorder.handlers, name="second")):
+            await wait_until(lambda: pending_count(redis_server.url, stream, ROLE) == 0, 10)
+    assert recorder.applied == [0]
+    assert bus.metrics.value("duplicates") == 1
 
 
 async def test_another_member_does_not_apply_an_envelope_the_group_already_handled(

@@ -9,8 +9,10 @@ jittered exponential backoff (transport.base.Backoff) until `publish_timeout_s` 
 (BusUnavailable); credentials or permissions that Redis refuses are not retried: BusAuthError,
 naming the user and the server (never the password). redis-py's own retries are off, so the bus
 alone decides when to retry. A retried XADD whose first attempt reached Redis before the
-connection broke leaves two entries with one envelope id: the second is refused as a replay
-and not applied twice.
+connection broke leaves two entries with one envelope id: a process that read the first refuses
+the second as a replay, and a member that reads it after the first was handled finds the id in
+the group's record (consumer.py); only two members taking the two entries at the same moment
+may both run the handler, which is why handlers are idempotent by envelope id.
 
 Consumers (consumer.py) read streams on behalf of the bus: `serve(role, handlers)` consumes the
 role's request stream in the role's group; `reply_consumer()` consumes this identity's reply
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -37,7 +40,7 @@ from raft_manager.server.config import AdaptersConfig
 from raft_manager.transport.base import Backoff
 from raft_manager.transport.keys import KeyRing
 
-from .consumer import READ_COUNT, Consumer
+from .consumer import READ_COUNT, Consumer, Handled
 from .envelope import ENVELOPE_FIELD, Envelope
 from .errors import BusError, BusUnavailable, EnvelopeTooBig, auth_failure, redact
 from .handlers import Dispatcher, Replies, Reply
@@ -81,6 +84,7 @@ class Bus:
             replay_cache=config.replay_cache,
         )
         self.replies = Replies()
+        self.handled: dict[tuple[str, str], OrderedDict[str, Handled]] = {}  # (stream, group)
         self.redis: aioredis.Redis = aioredis.Redis.from_url(
             config.redis_url,
             socket_connect_timeout=CONNECT_TIMEOUT_S,
@@ -157,8 +161,8 @@ class Bus:
 
     async def publish_encoded(self, stream: str, raws: Sequence[bytes]) -> list[str]:
         """Add envelopes already `encoded` to `stream` in order, in one round trip (a pipeline,
-        not a transaction: retried whole, so a retry may repeat some; each repeat is refused as
-        a replay); their entry ids."""
+        not a transaction: retried whole, so a retry may repeat some: see above); their entry
+        ids."""
 
         async def add() -> list[bytes | str]:
             async with self.redis.pipeline(transaction=False) as pipe:

@@ -17,8 +17,9 @@ missed) and then loops in one task, handling one entry at a time:
 3. Each entry passes the gate (signing.py). A refused one is reported (bus.reject), then moved
    to the dead-letter stream with its reason: XADD to `<stream>:dead` and XACK in one MULTI.
 4. Deduplication by envelope id. An envelope already handled is acknowledged without running
-   its handler again: this process remembers the last `handled_cache` ids it handled (and the
-   reply it made), and every handled id is also recorded in Redis, in the group's sorted set
+   its handler again: this process remembers the last `handled_cache` ids the group handled
+   here (and the reply made; the memory is the bus's, shared by its consumers of the group),
+   and every handled id is also recorded in Redis, in the group's sorted set
    `<stream>:done:<group>` (id -> when; entries older than dedupe_ttl_s are pruned), for the
    other members and for after a restart; one ZMSCORE checks a whole batch.
 5. The handler runs (bounded by handler_timeout_s). If it raises or times out, the entry stays
@@ -84,7 +85,7 @@ _numbers = itertools.count(1)  # distinct default names for the consumers of one
 
 
 @dataclass(slots=True)
-class _Handled:
+class Handled:
     reply: tuple[str, Envelope] | None  # (reply stream, reply envelope)
     finished: bool  # its MULTI (record, reply, ack) went through
 
@@ -96,7 +97,7 @@ class _Finish:
 
     entry: str
     envelope: Envelope
-    handled: _Handled | None  # None: handled by another member (only the ack remains)
+    handled: Handled | None  # None: handled by another member (only the ack remains)
     new: bool  # its handler ran in this batch
 
 
@@ -125,7 +126,8 @@ class Consumer:
         self._claim_idle_ms = config.claim_idle_ms
         self._reclaim_every = config.claim_idle_ms / 2000
         self._flush_every = config.claim_idle_ms / 4000
-        self._handled: OrderedDict[str, _Handled] = OrderedDict()
+        # What the group handled, shared by the bus's consumers of it (one memory per process).
+        self._handled = bus.handled.setdefault((stream, group), OrderedDict())
         self._errors: OrderedDict[str, str] = OrderedDict()  # entry id -> its last failure
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -284,7 +286,7 @@ class Consumer:
                 answer = self.bus.reply_to(envelope, reply)
             except (SigningError, ValueError) as error:
                 log.error("event=bus_reply_failed envelope=%s error=%r", envelope.id, str(error))
-        handled = _Handled(answer, finished=False)
+        handled = Handled(answer, finished=False)
         self._handled[envelope.id] = handled  # remembered before anything is written
         while len(self._handled) > self.bus.config.handled_cache:
             self._handled.popitem(last=False)
@@ -295,7 +297,7 @@ class Consumer:
         written, its "handled" record and its reply; the acknowledgement of every entry; and a
         renewed claim on the batch's entries not handled yet (`renew`)."""
         config = self.bus.config
-        handled_now: dict[str, _Handled] = {}  # each envelope id's record and reply, once
+        handled_now: dict[str, Handled] = {}  # each envelope id's record and reply, once
         for item in finishing:
             if item.handled is not None and not item.handled.finished:
                 handled_now.setdefault(item.envelope.id, item.handled)
@@ -316,7 +318,8 @@ class Consumer:
                         maxlen=config.stream_maxlen,
                         approximate=True,
                     )
-            pipe.xack(self.stream, self.group, *(item.entry for item in finishing))
+            if finishing:  # an XACK of no ids is an error: Redis would refuse the whole flush
+                pipe.xack(self.stream, self.group, *(item.entry for item in finishing))
             if renew:  # resets their idle time; JUSTID: not counted as a delivery
                 ids: list[Any] = list(renew)
                 pipe.xclaim(self.stream, self.group, self.name, 0, ids, justid=True)
