@@ -22,6 +22,7 @@ from raft_manager.adapters.messages import (
     CRDT_GAP,
     CRDT_OPERATION,
     CrdtResult,
+    FeedAckResult,
     FeedChange,
     FeedGap,
 )
@@ -139,6 +140,12 @@ async def test_operations_are_ordered_through_raft_once_and_bad_ones_change_noth
         # the feed went out too, in order
         await eventually(lambda: len(sync.applied) == 2)
         assert _points(sync.applied) == before
+        # an acknowledgement of what was never sent would silence the feed up to it: refused
+        beyond = await played.ask(CRDT_ACK, {"index": 10**9})
+        assert isinstance(beyond, FeedAckResult)
+        assert (beyond.ok, beyond.error) == (False, "out_of_range")
+        cursor = await swarm.get_cursor("crdt-synchronizer")
+        assert cursor is None or cursor["index"] <= second.index
 
 
 async def test_the_feed_rides_out_a_redis_restart_and_a_node_restart_losing_and_repeating_nothing(

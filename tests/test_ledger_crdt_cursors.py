@@ -76,6 +76,8 @@ def test_bad_commands_are_refused_at_the_edge(command: dict[str, object], proble
 
 def test_a_cursor_only_moves_forward_and_emits_no_event() -> None:
     f = Feeder()
+    for _ in range(10):  # entries to acknowledge
+        f.clock()
     cursor = {"op": "cursor.set", "name": "crdt-synchronizer"}
     assert f.query({"query": "cursor.get", "name": "crdt-synchronizer"})["cursor"] is None
     moved = f.ok({**cursor, "index": 7, "position": 1})
@@ -88,6 +90,23 @@ def test_a_cursor_only_moves_forward_and_emits_no_event() -> None:
     assert f.ok({**cursor, "name": "other", "index": 1})["moved"] is True
     assert f.events() == []
     assert image(f.ledger)["cursors"] == {"crdt-synchronizer": [9, 0], "other": [1, 0]}
+
+
+def test_an_acknowledgement_of_an_entry_not_yet_in_the_log_is_refused_and_changes_nothing() -> None:
+    """An event can only be acknowledged once it was sent, so its entry precedes the one
+    acknowledging it; one at or past that index (a bogus or corrupted acknowledgement) would
+    make the publisher skip every event up to it, silently."""
+    f = Feeder()
+    cursor = {"op": "cursor.set", "name": "crdt-synchronizer"}
+    f.clock()
+    f.ok({**cursor, "index": 1})
+    for index in (3, 5, 1_000_000_000):  # entries 3, 4, 5 themselves, or past them
+        refused = f.refused({**cursor, "index": index}, "out_of_range")
+        assert f"entry {f.index}" in refused["message"]
+    assert f.query({"query": "cursor.get", "name": "crdt-synchronizer"})["cursor"] == {
+        "index": 1,
+        "position": 0,
+    }
 
 
 def test_operations_and_cursors_survive_a_snapshot_and_replicas_agree_byte_for_byte() -> None:

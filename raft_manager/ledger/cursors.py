@@ -5,8 +5,11 @@ the change feed over the bus) acknowledges the last event it has taken in, named
 index and its position among that entry's events (0-based; one entry may emit several). The
 cursor is replicated state like any other, so it survives restarts of any node, of the reader
 and of whatever carried the events, and a new leader resumes from it. It only moves forward: an
-acknowledgement at or behind the cursor (a late or repeated one) leaves it where it is.
-Setting a cursor emits no feed event (else acknowledging the feed would feed it).
+acknowledgement at or behind the cursor (a late or repeated one) leaves it where it is. An
+event is acknowledged after it was sent, so its entry comes before the acknowledging one; an
+acknowledgement of that entry or a later one is refused (`out_of_range`): taken, it would have
+the publisher skip, unsent, every event up to it. Setting a cursor emits no feed event (else
+acknowledging the feed would feed it).
 """
 
 from __future__ import annotations
@@ -15,14 +18,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .commands import Args
+from .errors import LedgerError
 
 
 @dataclass(slots=True)
 class Cursors:
     positions: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (index, pos)
 
-    def set(self, cmd: Args) -> dict[str, Any]:
+    def set(self, cmd: Args, index: int) -> dict[str, Any]:
+        """Apply `cmd`, the log's entry `index`."""
         name, wanted = cmd["name"], (cmd["index"], cmd["position"])
+        if wanted[0] >= index:
+            raise LedgerError(
+                "out_of_range",
+                f"entry {wanted[0]} is not before this acknowledgement (entry {index})",
+            )
         current = self.positions.get(name)
         moved = current is None or wanted > current
         if moved:

@@ -24,6 +24,7 @@ CODES = (
     "closed",
     "stale_request",  # a session request number older than what the client acknowledged
     "compacted",  # the change feed no longer holds that index
+    "out_of_range",  # a feed acknowledgement of an entry not yet in the log
 )
 
 

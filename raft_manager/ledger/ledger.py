@@ -87,7 +87,7 @@ class Ledger:
             "decision.propose": self._propose,
             "decision.vote": self._vote,
             "crdt.op": lambda cmd, index: self.crdt.order(cmd, index, self.now, self._emit),
-            "cursor.set": lambda cmd, index: self.cursors.set(cmd),
+            "cursor.set": self.cursors.set,
             "clock": lambda cmd, index: {"ok": True, "now": self.now},
         }
 
