@@ -65,10 +65,10 @@ class Synchronizer:
     async def gap(self, envelope: Envelope, gap: FeedGap) -> None:
         self.gaps.append(gap)
 
-    async def acks(self, played: Peer) -> None:
+    async def acks(self, played: Peer, every: float = 0.05) -> None:
         acked = None
         while True:
-            await anyio.sleep(0.05)
+            await anyio.sleep(every)
             if self.last is not None and (self.last != acked or self.reack):
                 try:
                     ack = {"index": self.last[0], "position": self.last[1]}
@@ -146,6 +146,43 @@ async def test_operations_are_ordered_through_raft_once_and_bad_ones_change_noth
         assert (beyond.ok, beyond.error) == (False, "out_of_range")
         cursor = await swarm.get_cursor("crdt-synchronizer")
         assert cursor is None or cursor["index"] <= second.index
+
+
+async def test_an_event_after_an_idle_spell_is_sent_once(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The synchronizer acknowledges every 0.3 s, within feed_resend_s (0.5 s). After the feed
+    was idle for longer than that, the next event once went out again one poll after it was
+    first sent: the publisher took the idle time for time without progress."""
+    nodes = Nodes(tmp_path, redis_server.url, peers=(SYNCHRONIZER,))
+    sync = Synchronizer()
+    async with (
+        running(nodes, "n1"),
+        peer(redis_server.url, SYNCHRONIZER, routes=sync.routes()) as played,
+        nodes.client() as client,
+        anyio.create_task_group() as group,
+    ):
+        swarm = SwarmClient(client)
+        group.start_soon(sync.acks, played, 0.3)
+        operation = {"type": "CRDT_OPERATION", "operation": {"inc": "a"}, "timestamp": 1}
+        first = await played.ask(CRDT_OPERATION, operation)
+
+        async def acknowledged(index: int) -> bool:
+            cursor = await swarm.get_cursor("crdt-synchronizer")
+            return cursor is not None and cursor["index"] == index
+
+        await eventually(lambda: len(sync.applied) == 1)
+        with anyio.fail_after(5):
+            while not await acknowledged(first.index):
+                await anyio.sleep(0.05)
+        await anyio.sleep(1.0)  # idle, past feed_resend_s
+        second = await played.ask(CRDT_OPERATION, {**operation, "timestamp": 2})
+        await eventually(lambda: len(sync.applied) == 2)
+        with anyio.fail_after(5):
+            while not await acknowledged(second.index):
+                await anyio.sleep(0.05)
+        group.cancel_scope.cancel()
+    assert (len(sync.received), sync.duplicates) == (2, 0)
 
 
 async def test_the_feed_rides_out_a_redis_restart_and_a_node_restart_losing_and_repeating_nothing(

@@ -18,7 +18,8 @@ of this node, and a change of leader (the new one reads the same cursor). It cos
 entry per acknowledgement, so the synchronizer acknowledges in batches.
 
 Flow control and loss: at most `feed_window` events are sent and not acknowledged. When the
-cursor has not moved for `feed_resend_s` while events are outstanding (lost with a Redis
+cursor has not moved for `feed_resend_s` while events are outstanding (counted from the later
+of its last move and the send of the oldest outstanding event) (lost with a Redis
 restart, trimmed, dead-lettered, or the synchronizer restarted), the publisher goes back to
 the cursor and sends everything after it again (go-back-N); the receiver drops what it has.
 
@@ -148,6 +149,8 @@ class FeedPublisher:
         for at in range(0, len(batch), PUBLISH_BATCH):
             chunk = batch[at : at + PUBLISH_BATCH]
             await self.node.bus.publish_encoded(self._stream, [raw for _, raw in chunk])
+            if not self.unacked:  # the first outstanding event: the resend clock starts now
+                self.progress_at = anyio.current_time()
             for point, _ in chunk:
                 self.unacked.append(point)
             self.sent = chunk[-1][0]
