@@ -30,7 +30,7 @@ from conftest import RedisServer
 from tls_helpers import CertificateAuthority
 
 from raft_manager.adapters import BusAuthError, BusUnavailable, Handlers, request_stream
-from raft_manager.adapters.streams import done_set
+from raft_manager.adapters.streams import done_set, reply_stream
 from raft_manager.server.config import AdaptersConfig, ConfigError, load_config
 
 ROLE = "quorum-manager"
@@ -86,6 +86,18 @@ async def test_a_request_gets_its_reply_through_the_requesters_reply_stream(
         assert all(reply.type == "test.done" and reply.sender == "answerer" for reply in replies)
         assert all(reply.recipient == "asker" for reply in replies)
         assert len({reply.correlation_id for reply in replies}) == 20
+        # Anyone may write to a reply stream: what arrives there is counted under one label,
+        # not under the types it names (a label per junk type would grow without bound).
+        for n in range(5):
+            await answerer.publish(
+                reply_stream(CLUSTER, "asker"),
+                answerer.envelope(f"junk.kind{n}", recipient="asker", payload={}),
+            )
+        before = asker.metrics.value("handled", type="reply")
+        async with consuming(asker.reply_consumer()):
+            await wait_until(lambda: asker.metrics.value("handled", type="reply") == before + 5)
+        assert asker.metrics.value("handled", type="test.done") == 0
+        assert asker.metrics.value("handled", type="junk.kind0") == 0
 
 
 async def test_a_failing_handler_is_retried_after_the_claim_timeout_then_dead_lettered(

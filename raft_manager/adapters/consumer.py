@@ -268,7 +268,7 @@ class Consumer:
             await self._dead_letter(entry, raw, error.reason, str(error), 1)
             return None
         except Exception as error:  # the handler's failure: leave it for redelivery
-            self.bus.metrics.handler_failures.labels(envelope.type).inc()
+            self.bus.metrics.handler_failures.labels(self.dispatcher.label(envelope)).inc()
             self._errors[entry] = f"{type(error).__name__}: {error}"[:DETAIL_CHARS]
             while len(self._errors) > ERRORS_KEPT:
                 self._errors.popitem(last=False)
@@ -329,7 +329,7 @@ class Consumer:
                 item.handled.finished = True
             self._errors.pop(item.entry, None)
             if item.new:
-                self.bus.metrics.handled.labels(item.envelope.type).inc()
+                self.bus.metrics.handled.labels(self.dispatcher.label(item.envelope)).inc()
 
     async def _dead_letter(
         self, entry: str, raw: bytes, reason: str, detail: str, attempts: int

@@ -59,6 +59,10 @@ class Unhandleable(Exception):
 class Dispatcher(Protocol):
     async def dispatch(self, envelope: Envelope) -> Reply | None: ...
 
+    def label(self, envelope: Envelope) -> str:
+        """What the bus counts `envelope` under (metrics.py: one of a bounded set)."""
+        ...
+
 
 Handler = Callable[[Envelope, P], Awaitable[Reply | None]]
 
@@ -100,6 +104,9 @@ class Handlers:
     @property
     def types(self) -> list[str]:
         return sorted(self._routes)
+
+    def label(self, envelope: Envelope) -> str:
+        return envelope.type  # counted only once dispatched: a registered type
 
     async def dispatch(self, envelope: Envelope) -> Reply | None:
         route = self._routes.get(envelope.type)
@@ -147,6 +154,9 @@ class Replies:
 
     def forget(self, request_id: str) -> None:
         self._waiting.pop(request_id, None)
+
+    def label(self, envelope: Envelope) -> str:
+        return "reply"  # anyone may write to a reply stream, under any type
 
     async def dispatch(self, envelope: Envelope) -> Reply | None:
         waiting = self._waiting.get(envelope.correlation_id or "")

@@ -3,7 +3,8 @@
 Theory of operation: one `BusMetrics` per bus, registered in the registry it is given (a node's
 own registry, so the bus shows up on the node's metrics endpoint) or in a fresh one. Labels are
 bounded: rejection and dead-letter reasons are fixed names, and message types are counted only
-once a registered handler accepted them.
+once a registered handler accepted them (what arrives on a reply stream, where anyone may
+write any type, is counted under the type "reply").
 
     raft_bus_published_total               envelopes added to a stream
     raft_bus_handled_total{type}           handled and acknowledged
