@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import socket
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -18,6 +22,7 @@ from conftest import RedisServer
 
 from raft_manager.client import RaftClient
 from raft_manager.ledger.commands import MemoryPut
+from raft_manager.server.local_cluster import free_base_port, node_argv, write_config
 
 
 @pytest.fixture
@@ -175,3 +180,29 @@ async def test_a_cluster_on_redis_streams_commits_1000_proposals_in_order(
             assert await _read(client, "sequence") == 999
     finally:
         cluster.stop_all()
+
+
+def test_a_node_with_json_logs_writes_one_json_object_per_line(tmp_path: Path) -> None:
+    base = free_base_port(1)
+    assert base is not None
+    config = write_config(tmp_path, 1, base, "tcp", None)
+    node = subprocess.Popen([*node_argv(config, "n1"), "--json"], stderr=subprocess.PIPE, text=True)
+    assert node.stderr is not None
+    lines: list[dict[str, Any]] = []
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(
+            line.get("event") == "node_started" for line in lines
+        ):
+            lines.append(json.loads(node.stderr.readline()))  # one object per line, or fails
+    finally:
+        node.terminate()
+        _, rest = node.communicate(timeout=10)
+    lines += [json.loads(line) for line in rest.splitlines()]
+    assert node.returncode == 0
+    assert {line["node"] for line in lines} == {"n1"}
+    assert {"node_started", "role_change", "node_stopping"} <= {line.get("event") for line in lines}
+    started = next(line for line in lines if line.get("event") == "node_started")
+    assert started["level"] == "INFO" and started["logger"].startswith("raft_manager")
+    assert started["message"].startswith("event=node_started")
+    assert datetime.fromisoformat(started["time"]).tzinfo is not None

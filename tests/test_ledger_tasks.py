@@ -3,6 +3,8 @@ expiry) and every rejection, driven through Ledger.apply with log entries at cho
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from ledger_helpers import Feeder, image_but_applied
 
@@ -63,6 +65,24 @@ def test_payload_larger_than_max_payload_bytes_is_refused_before_the_log() -> No
         parse_command({"op": "task.submit", "payload": at_limit + "x"}, config)
     assert refused.value.code == "invalid_command"
     assert "payload" in refused.value.message and "65 bytes" in refused.value.message
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        {"op": "task.submit", "payload": {"x": [1.5, float("nan")]}},
+        {"op": "memory.put", "key": "k", "value": float("inf")},
+        {"op": "memory.cas", "key": "k", "value": 1, "expected_value": float("-inf")},
+        {"op": "task.complete", "task_id": "t", "agent": "a", "token": 1, "result": [math.inf]},
+        {"op": "crdt.op", "id": "x", "operation": {"n": float("nan")}},
+    ],
+    ids=["submit", "put", "cas", "complete", "crdt"],
+)
+def test_nan_and_infinity_are_refused_not_stored_as_null(command: dict[str, object]) -> None:
+    # JSON has no NaN or Infinity: kept, they would be written (and read back) as null.
+    with pytest.raises(LedgerError) as refused:
+        parse_command(command)
+    assert refused.value.code == "invalid_command" and "not finite" in refused.value.message
 
 
 def test_completion_result_larger_than_max_payload_bytes_is_refused_before_the_log() -> None:

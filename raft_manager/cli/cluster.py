@@ -27,7 +27,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from raft_manager.client import RaftClient
+from raft_manager.client import ClientError, RaftClient
 from raft_manager.client.cluster_view import (
     Members,
     health_of,
@@ -39,7 +39,7 @@ from raft_manager.server.config import ClusterConfig, ConfigError, load_config
 from raft_manager.server.local_cluster import node_argv, write_config
 from raft_manager.server.node import check_bindable
 from raft_manager.server.pid_file import PidFile, PidFileError
-from raft_manager.server.processes import spawn, stop_pids
+from raft_manager.server.processes import spawn, stop_nodes
 from raft_manager.transport.base import parse_address
 
 cluster_app = typer.Typer(help="Start and stop a local cluster.", no_args_is_help=True)
@@ -62,6 +62,8 @@ def load_cluster_file(path: Path) -> ClusterConfig:
 
 
 def resolve_cluster(option: str | None) -> Members:
+    """The nodes named by --cluster (a file, or addresses), $RAFT_MANAGER_CLUSTER or the
+    default file; exit 2 when that names no node."""
     if option and not option.endswith(".toml") and not Path(option).exists():
         addresses = [address.strip() for address in option.split(",") if address.strip()]
         try:
@@ -70,8 +72,14 @@ def resolve_cluster(option: str | None) -> Members:
         except ValueError as error:
             typer.echo(f"error: --cluster: {error}", err=True)
             raise typer.Exit(2) from None
-        return Members({address: address for address in addresses}, {})
-    return _config_members(load_cluster_file(_cluster_path(Path(option) if option else None)))
+        source, members = "--cluster", Members({address: address for address in addresses}, {})
+    else:
+        path = _cluster_path(Path(option) if option else None)
+        source, members = str(path), _config_members(load_cluster_file(path))
+    if not members.clients:
+        typer.echo(f"error: {source} names no node (or every one was removed)", err=True)
+        raise typer.Exit(2)
+    return members
 
 
 def _config_members(config: ClusterConfig) -> Members:
@@ -96,7 +104,11 @@ def up_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Start a local cluster in the background (or restart it on its data); wait for a leader."""
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a file there, no permission, ...
+        typer.echo(f"error: --dir {directory}: {error.strerror or error}", err=True)
+        raise typer.Exit(2) from None
     path = directory / "cluster.toml"
     if transport not in ("tcp", "redis"):
         typer.echo(f"error: --transport must be tcp or redis, not {transport!r}", err=True)
@@ -152,21 +164,37 @@ def start_node(directory: Path, config: Path, node_id: str) -> int:
 @cluster_app.command("down")
 def down_command(
     directory: Path = typer.Option(DEFAULT_CLUSTER.parent, "--dir", help="The cluster's folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Stop a local cluster's node processes."""
+    """Stop a local cluster's node processes (a recorded pid that no longer runs its node's
+    process, after a crash or a reboot, is left alone).
+
+    JSON: {"stopped": [{"id", "pid"}], "stale": [{"id", "pid"}]} (both empty when none was
+    recorded). Exit codes: 0 stopped, or nothing to stop; 2 the folder's pid file is unreadable.
+    """
     pid_file = PidFile(directory)
-    if not pid_file.exists():
+    pids: dict[str, int] = {}
+    stale: list[str] = []
+    if pid_file.exists():
+        try:
+            pids = pid_file.read()
+        except PidFileError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(2) from None
+        stale = stop_nodes(pids)
+        pid_file.delete()
+    if as_json:
+        rows = [({"id": node, "pid": pid}, node in stale) for node, pid in pids.items()]
+        stopped = [row for row, left in rows if not left]
+        typer.echo(json.dumps({"stopped": stopped, "stale": [row for row, left in rows if left]}))
+        return
+    if not pids:
         typer.echo(f"no running cluster recorded in {directory}")
-        raise typer.Exit(0)
-    try:
-        pids = pid_file.read()
-    except PidFileError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
-    stop_pids(pids.values())
-    for node_id, pid in pids.items():
-        typer.echo(f"stopped {node_id} (pid {pid})")
-    pid_file.delete()
+    for node, pid in pids.items():
+        if node in stale:
+            typer.echo(f"{node}: pid {pid} no longer runs its node process; left alone")
+        else:
+            typer.echo(f"stopped {node} (pid {pid})")
 
 
 CLUSTER_HELP = "The cluster's TOML file, or its nodes' client addresses: HOST:PORT,HOST:PORT."
@@ -195,11 +223,16 @@ def status_command(
 
 def health_command(
     cluster: str | None = typer.Option(None, "--cluster", help=CLUSTER_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Exit 0 healthy, 1 degraded (a quorum answers), 2 no quorum; prints one line why."""
+    """Exit 0 healthy, 1 degraded (a quorum answers), 2 no quorum; prints one line why.
+
+    JSON: {"state": "healthy" | "degraded" | "no_quorum", "reason", "leader", "term",
+    "answering", "total", "down": [node ids]}; the same exit codes.
+    """
     members = resolve_cluster(cluster)
     health = health_of(members, anyio.run(statuses, members))
-    typer.echo(health.reason)
+    typer.echo(json.dumps(health.as_dict()) if as_json else health.reason)
     raise typer.Exit(health.exit_code)
 
 
@@ -211,15 +244,18 @@ def elect_command(
     """Transfer leadership and wait for the result."""
     addresses = list(resolve_cluster(cluster).clients.values())
 
-    async def transfer() -> dict[str, Any]:
+    async def transfer() -> dict[str, Any] | str:
+        """The result, or why leadership did not move (refused, or no answer in time)."""
         async with RaftClient(addresses, timeout=5.0) as client:
-            return await client.transfer(to)
+            try:
+                return await client.transfer(to)
+            except (ClientError, TimeoutError) as error:
+                return str(error)
 
-    try:
-        result = anyio.run(transfer)
-    except Exception as error:  # refused, or it timed out: leadership did not move
-        typer.echo(f"leadership did not move: {error}", err=True)
-        raise typer.Exit(1) from None
+    result = anyio.run(transfer)
+    if isinstance(result, str):
+        typer.echo(f"leadership did not move: {result}", err=True)
+        raise typer.Exit(1)
     if as_json:
         typer.echo(json.dumps(result))
     else:

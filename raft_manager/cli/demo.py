@@ -32,7 +32,7 @@ from raft_manager.client import RaftClient
 from raft_manager.server.config import load_config
 from raft_manager.server.local_cluster import free_base_port, write_config
 from raft_manager.server.pid_file import PidFile
-from raft_manager.server.processes import stop_pids
+from raft_manager.server.processes import stop_nodes
 
 from .cluster import start_node
 from .demo_swarm import Audit, SwarmRun, audit, leader_of, run_swarm
@@ -78,7 +78,7 @@ def demo_command(
             summary = _run(folder, path, addresses, restart, say)
         finally:
             if not keep:
-                stop_pids(pids.values())
+                stop_nodes(pids)
                 pid_file.delete()
         summary["kept"] = keep
         if keep:

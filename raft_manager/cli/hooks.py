@@ -123,13 +123,19 @@ def run_command(
     directory: Path | None = typer.Option(
         None, "--dir", help="Where the hook scripts are (default: the source tree's hooks/)."
     ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Run the hook script hooks/PHASE (no shell; the task in its environment) with a timeout.
 
     Prints what the hook printed and exits with its exit code; exit 2 if it is missing or
-    did not finish within --timeout (then it and its children are killed).
+    did not finish within --timeout (then it and its children are killed). JSON: {"phase",
+    "exit_code", "output" (its stdout), "errors" (its stderr, then why the run failed)}.
     """
     ran = run_hook(phase.value, task=task, cluster=cluster, timeout=timeout, directory=directory)
+    if as_json:
+        document = {"phase": phase.value, "exit_code": ran.code, "output": ran.output}
+        typer.echo(json.dumps({**document, "errors": ran.errors}))
+        raise typer.Exit(ran.code)
     if ran.output:
         typer.echo(ran.output, nl=False)
     if ran.errors:

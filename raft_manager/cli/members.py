@@ -23,7 +23,7 @@ import typer
 from raft_manager.client import SwarmClient
 from raft_manager.client.cluster_view import change_members
 from raft_manager.server.pid_file import PidFile
-from raft_manager.server.processes import stop_pids
+from raft_manager.server.processes import stop_nodes
 from raft_manager.transport.base import parse_address
 
 from .cluster import (
@@ -174,5 +174,5 @@ def cluster_remove_command(
     path.write_text("\n".join([*lines[: at + 1], "removed = true", *lines[at + 1 :]]) + "\n")
     pid = PidFile(directory).pop(node)
     if pid is not None:
-        stop_pids([pid])
+        stop_nodes({node: pid})
     _show(as_json, result, f"{node} removed")

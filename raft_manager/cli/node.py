@@ -11,7 +11,7 @@ unknown node id), 3 the node's data directory is corrupt (the file and offset ar
 from __future__ import annotations
 
 import importlib.util
-import logging
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,8 @@ from raft_manager.server.collector import tune_collector
 from raft_manager.server.config import ConfigError, load_config
 from raft_manager.server.node import run_node
 from raft_manager.storage import CorruptionError
+
+from .logs import LogLevel, setup_logging
 
 
 def parse_overrides(settings: list[str]) -> dict[str, Any]:
@@ -48,13 +50,13 @@ def node_command(
         help="Override a cluster setting, as KEY=VALUE in TOML (e.g. --set tick_ms=20); beats "
         "the file and RAFT_MANAGER_* variables. Repeatable.",
     ),
-    log_level: str = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR."),
+    log_level: LogLevel = typer.Option(
+        LogLevel.INFO, "--log-level", case_sensitive=False, help="The least severe lines logged."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Log as JSON lines (cli/logs.py)."),
 ) -> None:
-    """Run one node of the cluster in the foreground."""
-    logging.basicConfig(
-        level=log_level.upper(),
-        format=f"%(asctime)s {node_id} %(levelname)s %(name)s: %(message)s",
-    )
+    """Run one node of the cluster in the foreground (logging to stderr)."""
+    setup_logging(log_level, sys.stderr, as_json=as_json, fields={"node": node_id})
     try:
         cluster = load_config(config, parse_overrides(settings))
         # uvloop when installed (a faster event loop for the same asyncio code).

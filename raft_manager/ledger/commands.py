@@ -14,6 +14,7 @@ enter the log. `LedgerConfig` holds the settings every replica must share.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 import pydantic_core
@@ -66,12 +67,30 @@ DEFAULT_MAX_PAYLOAD_BYTES = LedgerConfig().max_payload_bytes
 
 
 def _check_size(value: Any, info: ValidationInfo) -> Any:
-    """At most `max_payload_bytes` of JSON (compact, UTF-8: as the value is stored)."""
+    """At most `max_payload_bytes` of JSON (compact, UTF-8: as the value is stored), and no
+    NaN or infinity (JSON has none: the value would be stored as null)."""
+    if not _finite(value):
+        raise ValueError("NaN and infinity are not finite numbers: JSON has no such value")
     limit = (info.context or {}).get("max_payload_bytes", DEFAULT_MAX_PAYLOAD_BYTES)
     size = len(pydantic_core.to_json(value))
     if size > limit:
         raise ValueError(f"{size} bytes of JSON, more than the {limit} allowed")
     return value
+
+
+def _finite(value: Any) -> bool:
+    """Does the JSON value hold no NaN or infinity (walked without recursion)?"""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if type(item) is float:
+            if not math.isfinite(item):
+                return False
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return True
 
 
 class TaskSubmit(_Command):

@@ -24,7 +24,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from raft_manager.core import NotLeader, ProposalDropped, RaftError
+from raft_manager.core import NotLeader, ProposalDropped, RaftError, TransferRejected
 from raft_manager.core.errors import ConfChangeRejected
 from raft_manager.ledger import LedgerError
 from raft_manager.transport.client_protocol import (
@@ -161,6 +161,8 @@ class ClientServer:
             return error_response(request_id, "not_leader", str(error), error.leader, address)
         if isinstance(error, ConfChangeRejected):
             return error_response(request_id, "conf_rejected", str(error))
+        if isinstance(error, TransferRejected):
+            return error_response(request_id, "transfer_rejected", str(error))
         if isinstance(error, ProposalLost):
             return error_response(request_id, "lost", str(error))
         if isinstance(error, ProposalDropped):

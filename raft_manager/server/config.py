@@ -43,7 +43,12 @@ from pydantic import (
     model_validator,
 )
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from raft_manager.ledger import LedgerConfig
 from raft_manager.transport.base import parse_address
@@ -282,6 +287,8 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> ClusterC
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
+    except OSError as error:  # a folder, no permission, ...
+        raise ConfigError(f"{path}: cannot be read: {error.strerror or error}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
     try:
@@ -292,6 +299,9 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> ClusterC
             for problem in error.errors()
         )
         raise ConfigError(f"{path}: {problems}") from None
+    except SettingsError as error:  # a RAFT_MANAGER_* variable for a table that is not JSON
+        cause = f": {error.__cause__}" if error.__cause__ else ""
+        raise ConfigError(f"a RAFT_MANAGER_* environment variable: {error}{cause}") from None
 
     def here(file: Path | None) -> Path | None:
         return file if file is None or file.is_absolute() else path.parent / file

@@ -99,13 +99,16 @@ def _bindable(port: int) -> bool:
     return True
 
 
+NODE_MODULE = "raft_manager.cli.node"  # how node processes start (processes.is_node_process)
+
+
 def node_argv(config: Path, node_id: str, *options: str) -> list[str]:
     """The command line of a `raft-manager node` process (extra `options` appended), through
     the node command's own module: it starts faster than the whole command line."""
     return [
         sys.executable,
         "-m",
-        "raft_manager.cli.node",
+        NODE_MODULE,
         "--config",
         str(config),
         "--id",

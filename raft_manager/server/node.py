@@ -180,14 +180,14 @@ async def run_node(config: ClusterConfig, node_id: str, services: Sequence[Servi
             group.start_soon(gateway.run_clock)
             for service in services:
                 group.start_soon(service, parts)
-            log.info(
-                "event=node_started node=%s transport=%s address=%s client_address=%s",
-                node_id,
-                config.transport,
-                spec.address,
-                spec.client_address,
-            )
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                log.info(  # once it stops gracefully on a signal
+                    "event=node_started node=%s transport=%s address=%s client_address=%s",
+                    node_id,
+                    config.transport,
+                    spec.address,
+                    spec.client_address,
+                )
                 async for received in signals:
                     log.info(
                         "event=node_stopping node=%s signal=%s",

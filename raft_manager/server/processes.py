@@ -11,7 +11,9 @@ started it). Two kinds of owner use it:
   grace period, each process waited for. With a `pid_file`, the running pids are kept there
   while they run (pid_file.py), where `cluster down --dir` finds them if the harness itself dies.
 - commands that start nodes and exit (`cluster up`, `members add`, the demo's `--keep`): they
-  keep the pids in that file; `stop_pids` stops such processes by pid, the same way.
+  keep the pids in that file; `stop_nodes` stops such processes by pid, the same way, but only
+  a pid that still runs that node's command line (/proc/PID/cmdline): a pid file outlives its
+  processes (a crash, a reboot), and their pids may since belong to something else.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
+from .local_cluster import NODE_MODULE
 from .pid_file import PidFile
 
 STOP_GRACE = 5.0  # seconds a node gets to stop on its stop signal before it is killed
@@ -51,10 +54,30 @@ def process_alive(pid: int) -> bool:
     return reaped == 0
 
 
-def stop_pids(pids: Iterable[int], grace: float = STOP_GRACE) -> None:
-    """SIGCONT and SIGTERM each process, then SIGKILL whichever still runs after `grace`
-    seconds."""
-    pids = list(pids)
+def is_node_process(pid: int, node: str) -> bool:
+    """Whether `pid` runs `node`'s node process, as started by node_argv; where there
+    is no /proc to tell, whether it runs at all."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        return not Path("/proc/self").exists() and process_alive(pid)
+    except OSError:
+        return False
+    if NODE_MODULE.encode() not in argv or b"--id" not in argv[:-1]:
+        return False
+    return argv[argv.index(b"--id") + 1] == node.encode()
+
+
+def stop_nodes(pids: Mapping[str, int], grace: float = STOP_GRACE) -> list[str]:
+    """Stop the node processes in `pids` (node -> pid): SIGCONT and SIGTERM each, then SIGKILL
+    whichever still runs after `grace` seconds. A pid that no longer runs its node's process
+    is left alone; those nodes are returned."""
+    stale = [node for node, pid in pids.items() if not is_node_process(pid, node)]
+    _stop([pid for node, pid in pids.items() if node not in stale], grace)
+    return stale
+
+
+def _stop(pids: list[int], grace: float) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)  # a stopped process cannot act on SIGTERM

@@ -428,6 +428,8 @@ class NodeRuntime:
             raise ProposalDropped("no follower to hand leadership to")
         old = raft.id
         raft.transfer_leadership(target)
+        if target == old:  # it leads already (transfer_leadership raised NotLeader otherwise)
+            return {"old": old, "new": old, "term": raft.term}
         self._wake()
         with anyio.fail_after(timeout):
             while raft.role is Role.LEADER or raft.leader is None:

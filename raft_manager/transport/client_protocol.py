@@ -50,6 +50,7 @@ ERROR_CODES = (
     "bad_request",
     "invalid_command",
     "conf_rejected",
+    "transfer_rejected",
     "unavailable",
 )
 MAX_REQUEST_BYTES = 16 << 20
