@@ -46,6 +46,11 @@ def test_a_claude_code_payload_gives_its_prompt_and_tool_input_text() -> None:
     assert task_from_payload(json.dumps(prompt).encode()) == "run an election"
     bash = {"tool_name": "Bash", "tool_input": {"command": "ls", "timeout": 5}}
     assert task_from_payload(json.dumps(bash).encode()) == "ls"
+    # An MCP tool's own name counts as words (raft-manager's tools have no prompt to read).
+    elect = {"tool_name": "mcp__raft-manager__elect", "tool_input": {"to": "n1"}}
+    assert task_from_payload(json.dumps(elect).encode()) == "elect"
+    members = {"tool_name": "mcp__raft-manager__members_add", "tool_input": {"node": "n4"}}
+    assert task_from_payload(json.dumps(members).encode()) == "members add"
     odd = {"prompt": 3, "tool_input": ["not", "a", "map"]}
     assert task_from_payload(json.dumps(odd).encode()) == ""
     assert task_from_payload(b"  \n") == ""

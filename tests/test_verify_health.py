@@ -66,6 +66,20 @@ def test_a_lagging_node_fails_with_one_line_naming_it() -> None:
     assert lines(no_node_lagging(state, 1204))[0].startswith("ok")
 
 
+def test_a_silent_node_is_named_by_the_lag_check_and_fails_the_catch_up() -> None:
+    # pre: work may go on with a quorum, so a silent node is named, not failed; post: every
+    # node must be seen to hold the commit, and a silent one cannot be.
+    state = round_of(status("n1"), status("n2", "leader"))
+    assert lines(no_node_lagging(state, 1000)) == [
+        "ok   no node lags more than 1,000 entries behind commit 9,876",
+        "skip node n3 does not answer: its lag is unknown",
+    ]
+    assert lines(caught_up(state, 9_876)) == [
+        "ok   caught up to the leader's commit 9,876: n1, n2",
+        "FAIL node n3 does not answer: not known to hold the leader's commit 9,876",
+    ]
+
+
 def test_no_leader_and_no_quorum_fail() -> None:
     state = round_of(status("n1", "candidate", term=6))
     assert lines(leader_known(state)) == ["FAIL no leader known (newest term 6)"]

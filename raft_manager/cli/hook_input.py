@@ -5,10 +5,12 @@ never passed to a shell, evaluated or run. Stdin is read only when neither --tas
 gives a text and stdin is not a terminal, and then at most MAX_STDIN_BYTES for at most
 STDIN_SECONDS: a hook runner that leaves stdin open without writing to it must not hang the
 hook (nothing read by then means no task). Stdin holds the JSON payload of a Claude Code hook
-(PreToolUse, PostToolUse, UserPromptSubmit, ...): the text is gathered from its `prompt` and
-from its `tool_input`'s `prompt`, `description` and `command` strings; other fields are
-ignored. Empty stdin means no task; anything else that is not such a JSON object (not UTF-8,
-not JSON, too large, not closed in time) is a HookInputError.
+(PreToolUse, PostToolUse, UserPromptSubmit, ...): the text is gathered from its `prompt`,
+from its `tool_input`'s `prompt`, `description` and `command` strings, and from an MCP tool's
+own name (`tool_name` mcp__SERVER__TOOL: TOOL, `_` read as a space, so raft-manager's `elect`
+calls for the election checks); other fields are ignored. Empty stdin means no task; anything
+else that is not such a JSON object (not UTF-8, not JSON, too large, not closed in time) is a
+HookInputError.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import IO, Any
 MAX_STDIN_BYTES = 1 << 20
 STDIN_SECONDS = 1.0
 TOOL_INPUT_FIELDS = ("prompt", "description", "command")
+MCP_PREFIX = "mcp__"  # Claude Code names an MCP tool mcp__<server>__<tool>
 
 
 class HookInputError(ValueError):
@@ -91,4 +94,7 @@ def task_from_payload(raw: bytes) -> str:
     tool_input = payload.get("tool_input")
     if isinstance(tool_input, dict):
         parts += [tool_input.get(name) for name in TOOL_INPUT_FIELDS]
+    tool = payload.get("tool_name")
+    if isinstance(tool, str) and tool.startswith(MCP_PREFIX):
+        parts.append(tool.rpartition("__")[2].replace("_", " "))
     return "\n".join(part for part in parts if isinstance(part, str) and part)

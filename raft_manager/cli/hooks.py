@@ -71,11 +71,12 @@ def check_command(
 ) -> None:
     """Check the cluster before (pre) or after (post) a task; one line per check.
 
-    pre: a leader is known, a quorum of voters answers, no node lags more than --max-lag
-    entries behind the leader's commit; if the task mentions an election, also a healthy
-    transfer target. post: verify (logs and state digests agree); if the task mentions an
-    election, a single leader in the newest term; if it mentions replication (replicat...,
-    log, append...), every node caught up to the leader's commit index.
+    pre: a leader is known, a quorum of voters answers, no node that answers lags more than
+    --max-lag entries behind the leader's commit (a silent node is named, skipped); if the
+    task mentions an election, also a healthy transfer target. post: verify (logs and state
+    digests agree); if the task mentions an election, a single leader in the newest term; if
+    it mentions replication (replicat..., log, append...), every node caught up to the
+    leader's commit index (a node that does not answer fails it).
 
     JSON: {"phase", "election": bool, "replication": bool, "checks": [{"verdict": "ok" |
     "FAIL" | "skip", "text"}], "exit_code"}. Exit codes: 0 ok, 1 a check failed, 2 the

@@ -93,8 +93,9 @@ def quorum_reachable(state: StatusRound) -> Check:
 
 
 def no_node_lagging(state: StatusRound, max_lag: int) -> list[Check]:
-    """One line if no node lags more than `max_lag` entries, else one line per node that
-    does."""
+    """One line if no node that answers lags more than `max_lag` entries, else one line per
+    node that does; and a skipped line per node that does not answer (work goes on with a
+    quorum, quorum_reachable's concern)."""
     leader, _ = state.leader
     commit = state.commit()
     if leader is None or commit is None:
@@ -102,13 +103,12 @@ def no_node_lagging(state: StatusRound, max_lag: int) -> list[Check]:
     lagging = [
         (node, state.lag(node)) for node in sorted(state.answers) if state.lag(node) > max_lag
     ]
-    if not lagging:
-        return [
-            Check.passed(f"no node lags more than {max_lag:,} entries behind commit {commit:,}")
-        ]
-    return [
+    checks = [
         Check.failed(f"node {node} lags {lag:,} entries behind commit {commit:,}")
         for node, lag in lagging
+    ] or [Check.passed(f"no node lags more than {max_lag:,} entries behind commit {commit:,}")]
+    return checks + [
+        Check.skipped(f"node {node} does not answer: its lag is unknown") for node in state.missing
     ]
 
 
@@ -146,17 +146,24 @@ def single_leader(state: StatusRound) -> Check:
 
 
 def caught_up(state: StatusRound, commit: int) -> list[Check]:
-    """Every node that answers has applied the leader's commit index `commit`: one line, or
-    one line per node still behind."""
+    """Every node has applied the leader's commit index `commit`: one line, or one line per
+    node still behind; a node that does not answer fails (it is not known to hold it)."""
     behind = sorted(
         (node, int(status["applied_index"]))
         for node, status in state.answers.items()
         if int(status["applied_index"]) < commit
     )
-    if not behind:
-        nodes = ", ".join(sorted(state.answers))
-        return [Check.passed(f"caught up to the leader's commit {commit:,}: {nodes}")]
-    return [
+    checks = [
         Check.failed(f"node {node} applied {applied:,} of the leader's commit {commit:,}")
         for node, applied in behind
+    ] or [
+        Check.passed(
+            f"caught up to the leader's commit {commit:,}: {', '.join(sorted(state.answers))}"
+        )
+    ]
+    return checks + [
+        Check.failed(
+            f"node {node} does not answer: not known to hold the leader's commit {commit:,}"
+        )
+        for node in state.missing
     ]
