@@ -164,7 +164,8 @@ def test_agent_register_heartbeat_list(cli: Cli) -> None:
     agents = {agent["id"]: agent for agent in cli.json("agent", "list")}
     assert agents["coder"]["state"] == "alive"
     assert agents["coder"]["capabilities"] == ["code", "review"]
-    assert "agent_dead" not in cli("agent", "list").output
+    rows = [line for line in cli("agent", "list").output.splitlines() if "coder" in line]
+    assert len(rows) == 1 and "│ alive │" in rows[0]
     assert "not_found" in cli("agent", "heartbeat", "nobody", code=1).stderr
 
 

@@ -34,10 +34,13 @@ def test_a_local_cluster_grows_and_shrinks_and_loses_its_leader(tmp_path: Path) 
         assert _members(added.stdout) == dict.fromkeys(("n1", "n2", "n3", "n4"), "voter")
         assert "join = true" in (directory / "cluster.toml").read_text()
 
+        path = directory / "cluster.toml"  # a header as a person may have edited it
+        path.write_text(path.read_text().replace(f"[nodes.{leader}]", f'[ nodes."{leader}" ]  # 1'))
         removed = runner.invoke(
             app, ["cluster", "remove", leader, "--dir", str(directory), "--json"]
         )
         assert removed.exit_code == 0, removed.output
+        assert f'[ nodes."{leader}" ]  # 1\nremoved = true\n' in path.read_text()
         assert leader not in _members(removed.stdout) and len(_members(removed.stdout)) == 3
         listed = runner.invoke(app, ["members", "list", *cluster, "--json"])
         assert listed.exit_code == 0 and _members(listed.stdout) == _members(removed.stdout)

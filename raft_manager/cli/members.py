@@ -14,6 +14,7 @@ still computes the same initial configuration). Exit codes as for the ledger com
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -167,10 +168,16 @@ def cluster_remove_command(
     if node not in config.nodes or config.nodes[node].removed:
         typer.echo(f"error: {node} is not a node of {path}", err=True)
         raise typer.Exit(REFUSED)
+    lines = path.read_text().splitlines()
+    header = re.compile(rf'\s*\[\s*nodes\s*\.\s*("?){re.escape(node)}\1\s*\]\s*(#.*)?')
+    at = next((k for k, line in enumerate(lines) if header.fullmatch(line)), None)
+    if at is None:  # looked for first: the change must not be made if the file cannot say so
+        typer.echo(
+            f"error: no [nodes.{node}] line in {path} to mark removed; nothing changed", err=True
+        )
+        raise typer.Exit(REFUSED)
     body = {"kind": "remove", "node": node}
     result = call(str(path), timeout, lambda swarm: _change(swarm, body, 0))
-    lines = path.read_text().splitlines()
-    at = lines.index(f"[nodes.{node}]")
     path.write_text("\n".join([*lines[: at + 1], "removed = true", *lines[at + 1 :]]) + "\n")
     pid = PidFile(directory).pop(node)
     if pid is not None:
