@@ -87,6 +87,19 @@ def test_a_session_keeps_at_most_max_results_the_oldest_going_first() -> None:
     assert [seq for seq, _ in image(f.ledger)["sessions"]["s"]["results"]] == [2, 3]
 
 
+def test_a_result_forgotten_for_room_is_never_applied_again() -> None:
+    """More commands awaiting their answers than max_results: the oldest result goes, and the
+    session's floor rises past it, so its retry is refused as stale_request, not run again
+    (it once made a second task)."""
+    f = Feeder(LedgerConfig(max_results_per_session=2))
+    for seq in (1, 2, 3):  # none acknowledged: the client awaits all three
+        f.ok({"op": "task.submit", "payload": {"marker": seq}}, session="s", seq=seq)
+    f.refused({"op": "task.submit", "payload": {"marker": 1}}, "stale_request", session="s", seq=1)
+    assert f.do({"op": "task.submit", "payload": {"marker": 3}}, session="s", seq=3)["ok"]
+    tasks = f.query({"query": "task.list"})["tasks"]
+    assert sorted(task["payload"]["marker"] for task in tasks) == [1, 2, 3]
+
+
 def test_a_session_expires_after_the_timeout_by_entry_time() -> None:
     f = Feeder(LedgerConfig(session_timeout_seconds=60))
     first = f.do({"op": "task.submit"}, session="s", seq=1)

@@ -4,8 +4,9 @@ Theory of operation (Raft dissertation, chapter 6): a client numbers its command
 session and tells, with each, the lowest number it still awaits an answer for (`ack`). The ledger
 keeps the result of every command at or above that number; a command it has a result for is
 answered from the record and not applied again; one below `ack` was answered already and is
-refused as `stale_request`. At most `max_results` results are kept per session (the oldest go
-first). A session expires `timeout` after its last command, by entry timestamps. Its one timer
+refused as `stale_request`. At most `max_results` results are kept per session: the oldest go
+first, and the session's floor rises past them as if acknowledged (a client with more commands
+awaiting answers sees its oldest retry refused as `stale_request`, never applied twice). A session expires `timeout` after its last command, by entry timestamps. Its one timer
 is set when it starts and, when it fires on a session used since, set again for `timeout` after
 that last use: not moved on every command (a heap push per command, on every replica). A replica
 restored from a snapshot sets it at the last use's deadline straight away; both expire the
@@ -69,6 +70,9 @@ class SessionTable:
         session = self.sessions[session_id]
         session.keep(seq, result)
         if len(session.results) > self.max_results:
+            # The client may still retry the forgotten one: the floor rises past it, so the
+            # retry is refused as stale_request instead of applied again.
+            session.ack = max(session.ack, session.order[0] + 1)
             session.forget_oldest()
 
     def expire(self, session_id: str, now: int) -> None:
