@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from raft_manager.transport.client_protocol import (
     LOG_PAGE_MAX,
+    MAX_SESSION_CHARS,
     BadRequest,
     Request,
     decode_request,
@@ -53,6 +54,9 @@ def _frame(**fields: object) -> bytes:
         _frame(op="command", body={}, session=3),
         _frame(op="command", body={}, seq="1"),
         _frame(op="command", body={}, ack=1.5),
+        _frame(op="command", body={}, session="s" * (MAX_SESSION_CHARS + 1)),  # kept an hour
+        _frame(op="command", body={}, seq=-1),
+        _frame(op="command", body={}, ack=-1),
         _frame(op="query", body="task.list"),
         _frame(op="query", body={}, stale="yes"),
         _frame(op="transfer", target=2),

@@ -31,7 +31,12 @@ from anyio.abc import TaskGroup
 from pydantic import BaseModel
 
 from raft_manager.transport.base import parse_address
-from raft_manager.transport.client_protocol import Request, decode_response, encode_request
+from raft_manager.transport.client_protocol import (
+    MAX_SESSION_CHARS,
+    Request,
+    decode_response,
+    encode_request,
+)
 from raft_manager.transport.codec import FrameError
 from raft_manager.transport.framed import FramedConnection
 
@@ -163,6 +168,8 @@ class RaftClient:
         # kernel still accepts connections must not eat the whole deadline.
         self.attempt_timeout = attempt_timeout
         self.session = session or uuid.uuid4().hex
+        if len(self.session) > MAX_SESSION_CHARS:
+            raise ValueError(f"a session id is at most {MAX_SESSION_CHARS} characters")
         self._seq = itertools.count(1)
         self._unanswered = _InFlight()
         self._ids = itertools.count(1)

@@ -54,6 +54,7 @@ ERROR_CODES = (
     "unavailable",
 )
 MAX_REQUEST_BYTES = 16 << 20
+MAX_SESSION_CHARS = 128  # a session id is written into every entry and kept an hour
 LOG_PAGE_MAX = 4096  # entries in one `log` answer: about 50 KB, 2-4 ms for the node to build
 
 
@@ -130,6 +131,8 @@ def _decode_fields(request_id: int, op: str, message: dict[str, Any]) -> Request
         session, seq, ack = message.get("session", ""), message.get("seq", 0), message.get("ack", 0)
         if not isinstance(session, str) or type(seq) is not int or type(ack) is not int:
             raise ValueError("a command needs a string session and integer seq/ack")
+        if len(session) > MAX_SESSION_CHARS or seq < 0 or ack < 0:
+            raise ValueError(f"a session is at most {MAX_SESSION_CHARS} characters, seq/ack >= 0")
         return Request(request_id, op, message["body"], session, seq, ack)
     if op == "query":
         stale = message.get("stale", False)
