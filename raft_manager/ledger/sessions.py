@@ -6,9 +6,10 @@ keeps the result of every command at or above that number; a command it has a re
 answered from the record and not applied again; one below `ack` was answered already and is
 refused as `stale_request`. At most `max_results` results are kept per session: the oldest go
 first, and the session's floor rises past them as if acknowledged (a client with more commands
-awaiting answers sees its oldest retry refused as `stale_request`, never applied twice). A session expires `timeout` after its last command, by entry timestamps. Its one timer
-is set when it starts and, when it fires on a session used since, set again for `timeout` after
-that last use: not moved on every command (a heap push per command, on every replica). A replica
+awaiting answers sees its oldest retry refused as `stale_request`, never applied twice). A
+session expires `timeout` after its last command, by entry timestamps. Its one timer is set when
+it starts and, when it fires on a session used since, set again for `timeout` after that last
+use: not moved on every command (a heap push per command, on every replica). A replica
 restored from a snapshot sets it at the last use's deadline straight away; both expire the
 session at the same entry, the first whose clock passes that deadline, and a session's expiry
 touches nothing else, so where it falls among the timers firing at that entry changes nothing.
