@@ -38,8 +38,9 @@ from storage_helpers import (
     snapshot_files,
 )
 
-from raft_manager.core import HardState, RestoredState
+from raft_manager.core import Entry, EntryType, HardState, RestoredState
 from raft_manager.storage import CorruptionError, FileStorage, MemoryStorage
+from raft_manager.storage.wal import scan_segment
 
 LOGGER = "raft_manager.storage"
 SEGMENT_HEADER_MAX = 13 + 8 + 8 + 8 + 2 + 64  # frame header, sequence, hard state, a short vote
@@ -690,3 +691,41 @@ def test_opening_a_damaged_directory_changes_nothing_on_disk(copies: Copies) -> 
         FileStorage(directory, segment_bytes=4096)
     after = {path: path.read_bytes() for path in directory.rglob("*") if path.is_file()}
     assert after == snapshot_of_bytes
+
+
+def test_a_flipped_bit_in_a_big_batch_or_a_header_before_the_runway_is_corruption(
+    tmp_path: Path,
+) -> None:
+    """With the runway (zeros kept ahead of the records) and batches of thousands of entries,
+    a flipped bit in fsynced data, the newest record's included, is corruption: never taken for
+    a torn write and cut off with the acknowledged entries after it. It once was, twice: a
+    batch of NORMAL entries stored its types as that many zero bytes (an all-zero sector, as an
+    unwritten page leaves), and an unreadable header was judged by the rest of the file (the
+    runway's zeros)."""
+    pristine = tmp_path / "pristine"
+    storage = FileStorage(pristine, fsync=True, preallocate_bytes=1 << 20)
+    storage.load()
+    data = [b'{"op":"memory.put","value":%d}' % k for k in range(4000)]
+    batches = [
+        [Entry(k, 1, EntryType.NORMAL, data[k]) for k in range(1, 2001)],
+        [Entry(k, 1, EntryType.CHECKPOINT, b"") for k in range(2001, 2301)],  # empty data
+        [Entry(2301, 1, EntryType.NOOP, b""), *ents(2302, 1500, 1)],
+        *([Entry(k, 1, EntryType.NORMAL, data[k % 4000])] for k in range(3802, 3806)),
+    ]
+    for batch in batches:
+        storage.save(HardState(1, "n1", batch[0].index - 1), batch, None)
+    storage.close()
+    [segment] = segments(pristine)
+    records = scan_segment(segment, 1, is_last=True).records
+    rng = random.Random(34)
+    positions = [record.offset + k for record in records for k in range(13)]  # headers
+    positions += [rng.randrange(records[0].offset, records[-1].offset + 40) for _ in range(60)]
+    for position in positions:
+        directory = tmp_path / f"flip-{position}"
+        shutil.copytree(pristine, directory)
+        copy = segments(directory)[0]
+        flip_bit(copy, position, rng.randrange(8))
+        with pytest.raises(CorruptionError) as caught:
+            FileStorage(directory, preallocate_bytes=1 << 20).load()
+        assert str(copy) in str(caught.value), position
+        shutil.rmtree(directory)

@@ -16,6 +16,7 @@ from storage_helpers import Lockstep, entry, ents, open_load, segments, snap, sn
 from raft_manager.core import ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMeta
 from raft_manager.storage import CorruptionError, FileStorage
 from raft_manager.storage.records import (
+    FLAG_PLUS_ONE,
     HEADER,
     HEADER_SIZE,
     Marker,
@@ -197,10 +198,34 @@ def test_a_cut_short_or_padded_ready_payload_does_not_decode(entries: list[Entry
 def test_a_ready_payload_with_an_unknown_entry_type_does_not_decode() -> None:
     payload = bytearray(ready_bytes(None, None, [Entry(1, 1, EntryType.NOOP, b"abc")]))
     type_at = 1 + 8 + 4 + 8  # flags, first index, count, the term
-    assert payload[type_at] == EntryType.NOOP
-    payload[type_at] = 200
-    with pytest.raises(RecordError):
-        decode_ready(memoryview(bytes(payload)))
+    assert payload[type_at] == EntryType.NOOP + 1  # stored plus one
+    for wrong in (200, 0):
+        payload[type_at] = wrong
+        with pytest.raises(RecordError):
+            decode_ready(memoryview(bytes(payload)))
+
+
+def test_no_run_of_types_or_lengths_is_zeros_and_older_records_still_read() -> None:
+    """A valid record holds no all-zero 512-byte sector of the format's making (the scan takes
+    one for a page a crash never wrote): types and lengths are stored plus one (flag 16). A
+    record written before, without flag 16, reads as it always did."""
+    normal = [Entry(k, 1, EntryType.NORMAL, b"{}") for k in range(1, 3001)]
+    empty = [Entry(k, 1, EntryType.CHECKPOINT, b"") for k in range(1, 3001)]
+    for entries in (normal, empty):
+        payload = ready_bytes(HardState(1, "n1", 0), None, entries)
+        assert payload[0] & FLAG_PLUS_ONE and bytes(512) not in payload
+        assert decode_ready(memoryview(payload)).entries == entries
+    entries = [
+        Entry(7, 2, EntryType.NOOP, b""),
+        Entry(8, 2, EntryType.NORMAL, b"{}"),
+        Entry(9, 2, EntryType.NORMAL, b"{}"),
+    ]
+    older = bytearray(ready_bytes(None, None, entries))
+    older[0] &= ~FLAG_PLUS_ONE
+    types_at = 1 + 8 + 4 + 8  # flags, first index, count, the term
+    older[types_at : types_at + 3] = bytes([EntryType.NOOP, 0, 0])  # as once written
+    older[types_at + 3 : types_at + 15] = struct.pack("<3I", 0, 2, 2)
+    assert decode_ready(memoryview(bytes(older))).entries == entries
 
 
 def test_a_ready_payload_with_a_vote_that_is_not_utf8_does_not_decode() -> None:

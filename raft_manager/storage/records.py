@@ -16,13 +16,19 @@ check is corruption.
 
 One `save` of a Ready is one READY record, so a batch is durable whole or not at all. Its payload:
 
-    u8 flags (1: hard state, 2: compaction marker, 4: install marker, 8: one term for all)
+    u8 flags (1: hard state, 2: compaction marker, 4: install marker, 8: one term for all,
+              16: types and lengths plus one)
     [hard state]  u64 term | u64 commit | u16 len | vote (utf-8, empty for none)
     [marker]      u64 index | u64 term  (the log was compacted to, or replaced by, this snapshot)
     u64 first index | u32 count | terms | count x u8 type | count x u32 length | data
 
 where terms is one u64 when flag 8 is set (terms never decrease along a log, so a batch whose
 first and last entries share a term is all of that term: the common case), else count x u64.
+Every record written now has flag 16: each type and each length is stored plus one, so that no
+run of them is zeros (a batch of a thousand NORMAL entries once stored a thousand zero bytes:
+an all-zero sector, which the scan takes for a page a crash never wrote, wal.py). Terms are at
+least 1, so they hold no such run either; entry data is the state machine's (the ledger's JSON
+holds no zero byte). Records without flag 16, as older versions wrote them, read as before.
 
 A SEGMENT record opens every segment: u64 sequence number and the hard state at the time, so that
 deleting older segments never loses the latest term and vote.
@@ -54,6 +60,7 @@ FLAG_HARD_STATE = 1
 FLAG_COMPACT = 2
 FLAG_INSTALL = 4
 FLAG_ONE_TERM = 8
+FLAG_PLUS_ONE = 16
 RECORD_END = 0xA5
 _END = bytes((RECORD_END,))
 
@@ -146,10 +153,11 @@ def encode_ready(
             parts.append(struct.pack(f"<{count}Q", *[entry.term for entry in entries]))
         types = [entry.type for entry in entries]
         datas = [entry.data for entry in entries]
-        parts.append(bytes(map(int, types)) if any(types) else bytes(count))  # NORMAL is 0
-        parts.append(struct.pack(f"<{count}I", *map(len, datas)))
+        # NORMAL is 0: stored as 1, as every type and length is stored plus one.
+        parts.append(bytes([int(kind) + 1 for kind in types]) if any(types) else b"\1" * count)
+        parts.append(struct.pack(f"<{count}I", *[len(data) + 1 for data in datas]))
         parts.append(b"".join(datas))
-    parts[0] = bytes((flags,))
+    parts[0] = bytes((flags | FLAG_PLUS_ONE,))
     return parts
 
 
@@ -176,13 +184,18 @@ def decode_ready(payload: memoryview, skip_through: int = 0) -> ReadyRecord:
             else:
                 terms = struct.unpack_from(f"<{count}Q", payload, offset)
                 offset += 8 * count
-            types = payload[offset : offset + count]
+            types = bytes(payload[offset : offset + count])
             offset += count
             lengths = struct.unpack_from(f"<{count}I", payload, offset)
             offset += 4 * count
+            entry_types = _ENTRY_TYPES
+            if flags & FLAG_PLUS_ONE:
+                if 0 in types or 0 in lengths:
+                    raise RecordError("an entry type or length of zero where one is added")
+                entry_types = (EntryType.NORMAL, *_ENTRY_TYPES)  # byte 0 refused just above
+                lengths = tuple(length - 1 for length in lengths)
             if offset + sum(lengths) != len(payload):
                 raise RecordError("entry lengths do not add up to the payload")
-            entry_types = _ENTRY_TYPES
             index = first
             for k in range(count):
                 length = lengths[k]

@@ -25,7 +25,8 @@ record, left by a crash in the middle of an unsynced write: the scan reports whe
 opening the storage truncates it away (logging how many bytes it dropped). A write over the
 runway's zeros may reach the disk in any order of its pages, so a damaged record there is also
 torn when its header is all zeros or a whole 512-byte sector of it is (a page that never made
-it), whatever follows (records.py has the crash model).
+it), whatever follows (records.py has the crash model, and keeps such sectors out of valid
+records, so that a flipped bit in fsynced data is corruption, never a torn write).
 """
 
 from __future__ import annotations
@@ -167,13 +168,16 @@ def _record_problem(data: memoryview, offset: int, size: int) -> tuple[int | Non
 def _zero_sector_in(data: memoryview, offset: int) -> bool:
     """Does the damaged record at `offset` show a page of its write that never reached the disk:
     an all-zero header, or an all-zero 512-byte sector (file-aligned) of the bytes its header
-    claims (or of the rest of the file, when the header cannot be read)?"""
+    claims (of the header's own bytes, when the header cannot be read: past it lie other
+    records, or the runway's zeros, which say nothing about this write)? A valid record never
+    holds such a sector (records.py), so a flipped bit is never taken for one."""
     header = data[offset : offset + HEADER_SIZE]
     if not any(header):
         return True
-    end = len(data)
+    end = offset + HEADER_SIZE
     if header_ok(header):
-        end = min(end, offset + HEADER_SIZE + HEADER.unpack_from(header)[0] + 1)
+        end += HEADER.unpack_from(header)[0] + 1
+    end = min(end, len(data))
     for sector in range(offset - offset % SECTOR_BYTES, end, SECTOR_BYTES):
         if not any(data[max(sector, offset) : min(sector + SECTOR_BYTES, end)]):
             return True  # the record's part of this sector (its end byte is never zero)
