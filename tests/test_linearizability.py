@@ -245,6 +245,14 @@ def test_a_delete_that_did_not_see_the_key() -> None:
     assert verdict(delete(2, 0, 1, True)) == "violation"
 
 
+def test_a_version_below_one_written_before_a_delete() -> None:
+    """Versions are log indexes and a delete does not take them back: the info put after the
+    delete wrote above 10, so a read cannot reveal it at 5 (it once could)."""
+    history = [put(1, "k", 0, 1, "a", 10), delete(1, 2, 3, True), put_info(2, "k", 4, 100, "b")]
+    assert verdict(*history, get(3, "k", 6, 7, "b", 5)) == "violation"
+    assert verdict(*history, get(3, "k", 6, 7, "b", 12)) == "linearizable"
+
+
 # -- compare-and-set on versions -------------------------------------------------------------
 
 
@@ -279,6 +287,28 @@ def test_a_cas_on_the_unknown_version_of_an_indeterminate_write() -> None:
     pinned = get(1, "k", 4, 5, "b", 6)  # a read reveals the version: 6, not 5
     later = cas(3, 6, 7, "c", expected_version=5, version=9)
     assert verdict(*history, pinned, later) == "violation"
+
+
+def test_a_cas_on_a_revealed_version_writes_above_it() -> None:
+    """A cas that matched the info write's unknown version 7 wrote above 7; the versions it,
+    or what it wrote, are seen at cannot go back below 7 (they once could)."""
+    unknown = put_info(1, "k", 0, 50, "x")
+    assert verdict(unknown, cas(2, 1, 2, "y", expected_version=7, version=5)) == "violation"
+    assert verdict(unknown, cas(2, 1, 2, "y", expected_version=7, version=8)) == "linearizable"
+    blind = cas(2, 1, 50, "y", "info", expected_version=7, error="timeout")
+    assert verdict(unknown, blind, get(3, "k", 3, 4, "y", 6)) == "violation"
+    assert verdict(unknown, blind, get(3, "k", 3, 4, "y", 9)) == "linearizable"
+
+
+def test_an_unknown_version_takes_a_log_index_of_its_own() -> None:
+    """Between versions 4 and 5 there is no index an info write could have taken: a cas that
+    saw its value writes at 6 or later; and one deleted still took its index."""
+    wrote = [put(1, "k", 0, 1, "a", 4), put_info(2, "k", 2, 3, "b")]
+    assert verdict(*wrote, cas(3, 4, 5, "c", expected="b", version=5)) == "violation"
+    assert verdict(*wrote, cas(3, 4, 5, "c", expected="b", version=6)) == "linearizable"
+    deleted = [put_info(2, "k", 0, 1, "b"), delete(1, 2, 3, True)]
+    assert verdict(*deleted, put(3, "k", 4, 5, "c", 1)) == "violation"
+    assert verdict(*deleted, put(3, "k", 4, 5, "c", 2)) == "linearizable"
 
 
 def test_a_value_cas_never_matches_an_absent_key() -> None:

@@ -3,8 +3,11 @@
 Theory of operation: the register holds (value or absent, version), mirroring ledger/memory.py:
 a write stamps the key with its log index as version, which only grows, and an absent key has
 version 0. Values are compared as the ledger compares them (Python equality of the decoded
-JSON); they are interned to small integers, so a state is three integers: the value, the
-version and how many definite writes are placed. What each operation of a history means:
+JSON); they are interned to small integers, so a state is four integers: the value, the
+version (UNKNOWN when an info operation wrote it), how many definite writes are placed, and
+`high`, the least the highest version written so far can be (an info write placed adds one: its
+version is above the `high` before it). A delete takes no version back: every write after it,
+whatever the key held, is above `high`. What each operation of a history means:
 
 - get ok: the key is absent (`found` false), or holds `value` at `version`.
 - put ok: the key now holds `value` at `version`; the version must exceed the one it replaces
@@ -13,9 +16,11 @@ version and how many definite writes are placed. What each operation of a histor
 - cas fail `cas_failed`: a read that the comparison did not hold; the key is unchanged.
 - delete ok: `existed` says whether the key was present; it is now absent.
 - info put, cas, delete: may take effect at any moment after the invoke, or never; when it does,
-  the version it wrote is unknown, but above the one it replaced, until a read reveals it (the
-  state keeps that floor, and the first read of that write binds it). An info operation that
-  would change nothing is never placed (never taking effect is the same).
+  the version it wrote is unknown, but at least the `high` it leaves (a log index of its own,
+  above every earlier write's), until a read reveals it (the first read of that write binds it,
+  and raises `high` to it). A cas on a version that matched an unknown one reveals it too: what
+  the cas writes is above it. An info operation that would change nothing is never placed
+  (never taking effect is the same).
 - every other fail (the command never reached the log, or the ledger refused it unchanged) and
   every get that is not ok: no effect and no observation; left out.
 
@@ -33,10 +38,11 @@ from typing import Any
 from raft_manager.client.history import HistoryOp
 
 ABSENT = -1  # the value of an absent key
-# (value id or ABSENT; version, 0 when absent, or -1 - floor when an info operation wrote it;
-# definite writes placed so far)
-RegisterState = tuple[int, int, int]
-INITIAL: RegisterState = (ABSENT, 0, 0)
+UNKNOWN = -1  # the version an info operation wrote, until revealed (it is at least `high`)
+# (value id or ABSENT; version, 0 when absent, or UNKNOWN; definite writes placed so far;
+# high: the least the highest version written so far can be)
+RegisterState = tuple[int, int, int, int]
+INITIAL: RegisterState = (ABSENT, 0, 0, 0)
 Code = tuple[int, int, int, int, int]
 
 # What an operation does to the register (see the module doc), with its arguments.
@@ -123,49 +129,51 @@ class Register:
     def step(self, state: RegisterState, op: int) -> RegisterState | None:
         """The register's state after operation `op`, or None if it cannot happen in `state`.
         A definite write must be the next in version order (`rank` == the definite writes
-        placed so far) and exceed the version it replaces. A version written by an info
-        operation is unknown but above the one it replaced (its floor): it is kept as
-        `-1 - floor`, and a read may reveal it as any version above the floor."""
+        placed so far) and above `high`. A version written by an info operation is UNKNOWN
+        and at least the `high` it leaves (one above the one before), which stays the same until
+        it is revealed or overwritten: a read may reveal it as any version from there up."""
         kind, a, b, c, rank = self.codes[op]
-        value, version, written = state
-        floor = version if version >= 0 else -1 - version
+        value, version, written, high = state
+        unknown = version == UNKNOWN
         if kind == READ:  # a: value, b: version
             if value != a:
                 return None
             if version == b:
                 return state
-            return (a, b, written) if version < 0 and b > floor else None
+            return (a, b, written, b) if unknown and b >= high else None
         if kind == READ_ABSENT:
             return state if value == ABSENT else None
+        # a cas on version `a` holds on a known version equal to it, or on an unknown one that
+        # `a` could be (at least high): then `a` is what it was, and the cas writes above it.
+        matched = version == a or (unknown and a >= high)
+        seen = max(high, a) if unknown and matched else high
         if kind in (WRITE, CAS_VALUE, CAS_VERSION):  # b: value written, c: its version
-            if rank != written or floor >= c:
+            if rank != written:
                 return None
             if kind == CAS_VALUE:  # a: the expected value
-                held = value == a
+                held, seen = value == a, high
             elif kind == CAS_VERSION:  # a: the expected version
-                held = version == a or (version < 0 and a > floor)
+                held = matched
             else:
-                held, b = True, a  # a put: a is the value
-            return (b, c, written + 1) if held else None
-        unknown = -1 - floor  # what an info write leaves
+                held, b, seen = True, a, high  # a put: a is the value
+            return (b, c, written + 1, c) if held and c > seen else None
         if kind == WRITE_INFO:  # a: value
-            return None if (value, version) == (a, unknown) else (a, unknown, written)
+            return None if (value, version) == (a, UNKNOWN) else (a, UNKNOWN, written, high + 1)
         if kind in (CAS_VALUE_INFO, CAS_VALUE_MISS):  # a: expected value, b: value written
             held = value == a
             if kind == CAS_VALUE_MISS:
                 return None if held else state
-            return (b, unknown, written) if held else None
+            return (b, UNKNOWN, written, high + 1) if held else None
         if kind in (CAS_VERSION_INFO, CAS_VERSION_MISS):  # a: expected version
-            held = version == a or (version < 0 and a > floor)
             if kind == CAS_VERSION_MISS:
-                return state if version < 0 or not held else None
-            return (b, unknown, written) if held else None
+                return state if unknown or not matched else None
+            return (b, UNKNOWN, written, seen + 1) if matched else None
         if kind == DELETE:  # a: existed
-            return (ABSENT, 0, written) if bool(a) == (value != ABSENT) else None
-        return (ABSENT, 0, written) if value != ABSENT else None  # DELETE_INFO
+            return (ABSENT, 0, written, high) if bool(a) == (value != ABSENT) else None
+        return (ABSENT, 0, written, high) if value != ABSENT else None  # DELETE_INFO
 
     def describe(self, state: RegisterState) -> dict[str, Any]:
-        value, version, _ = state
+        value, version, _, _ = state
         if value == ABSENT:
             return {"found": False}
         return {
