@@ -171,6 +171,28 @@ async def test_a_checkpoint_gives_every_node_its_digest_at_one_index(tmp_path: P
             await follower.checkpoint()
 
 
+async def test_checkpoints_asked_for_together_share_one_entry(tmp_path: Path) -> None:
+    """Each checkpoint makes every node hash its whole state: a burst of requests must not make
+    a burst of entries (any client could stall every node so). Those asked for while one is on
+    its way get its answer."""
+    async with cluster(tmp_path) as runtimes:
+        leader = await _leader(runtimes)
+        await leader.propose(_put("k", 1))
+        made: list[dict[str, object]] = []
+
+        async def ask() -> None:
+            made.append(await leader.checkpoint())
+
+        before = leader.raft.log.last_index
+        async with anyio.create_task_group() as group:
+            for _ in range(20):
+                group.start_soon(ask)
+        assert len(made) == 20 and len({str(answer) for answer in made}) == 1
+        assert leader.raft.log.last_index == before + 1
+        again = await leader.checkpoint()  # the next one, once that one is applied, is new
+        assert again["index"] == before + 2
+
+
 async def test_log_pages_agree_across_nodes_and_start_after_the_snapshot(tmp_path: Path) -> None:
     async with cluster(tmp_path, snapshot_every=50) as runtimes:
         leader = await _leader(runtimes)

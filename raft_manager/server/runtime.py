@@ -154,6 +154,7 @@ class NodeRuntime:
         self._pass: asyncio.Handle | None = None  # the Ready pass scheduled, if any
         self._failed: asyncio.Future[None] | None = None
         self._proposals: dict[int, _Pending] = {}  # by log index
+        self._checkpoint: tuple[int, int, _Outcome] | None = None  # (index, term, its answer)
         self._reads: dict[bytes, _Pending] = {}  # by read context
         self._safe_reads: list[tuple[int, _Pending]] = []  # (read index, reader)
         self._read_counter = 0
@@ -358,20 +359,28 @@ class NodeRuntime:
     async def checkpoint(self, timeout: float = 5.0) -> dict[str, Any]:
         """Propose a checkpoint and wait until it is applied here; returns {"index", "term",
         "digest"}: the digest of this node's state right after it. Every node that applies it
-        notes its own (see `digest_at`). Raises like `propose`."""
-        term = self.raft.term
-        index = self.raft.propose_checkpoint()
-        digest = await self._applied(index, timeout)
-        return {"index": index, "term": term, "digest": digest}
+        notes its own (see `digest_at`). A checkpoint asked for while one this leader proposed
+        is on its way gets that one's answer: each costs every node a hash of its whole state,
+        so a burst of requests makes one entry. Raises like `propose`."""
+        shared = self._checkpoint
+        if shared is None or shared[2].done.is_set() or shared[1] != self.raft.term:
+            index = self.raft.propose_checkpoint()
+            shared = self._checkpoint = (index, self.raft.term, self._await_applied(index, timeout))
+        index, term, outcome = shared
+        return {"index": index, "term": term, "digest": await outcome.wait()}
 
     async def _applied(self, index: int, timeout: float) -> Any:
         """Wait until the entry this node just proposed at `index` is applied; return what
         applying it gave. Raises ProposalLost or TimeoutError."""
+        return await self._await_applied(index, timeout).wait()
+
+    def _await_applied(self, index: int, timeout: float) -> _Outcome:
+        """What applying the entry this node just proposed at `index` gives, once it does."""
         outcome = _Outcome()
         deadline = time.monotonic() + timeout
         self._proposals[index] = _Pending(deadline, outcome, self.raft.term, time.perf_counter())
         self._wake()
-        return await outcome.wait()
+        return outcome
 
     def submit(self, commands: Sequence[bytes], answers: Sequence[Answer], timeout: float) -> None:
         """Propose `commands` as one batch; each answer is called once, with what the state

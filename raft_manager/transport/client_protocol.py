@@ -20,6 +20,8 @@ many requests in flight; each carries an `id` that its response echoes. Requests
     {"v": 1, "id": n, "op": "checkpoint"}
         the leader proposes a CHECKPOINT entry; answered once it is applied there with
         {"index", "term", "digest"}; every node notes its state's digest at that index
+        (requests made while one is on its way share it: each costs every node a hash of
+        its whole state)
     {"v": 1, "id": n, "op": "digest", "index": index >= 1}
         the digest this node noted at checkpoint `index` (None if it has none), and its
         applied index; answered locally by any node
