@@ -126,6 +126,23 @@ def test_a_malformed_page_is_refused(entries: Any) -> None:
         records(head("n1", snapshot=5, commit=20), entries, 1, 10)
 
 
+@pytest.mark.parametrize(
+    ("snapshot", "entries"),
+    [
+        (0, []),  # an empty page from a node that holds 1..20
+        (0, [[k, 2, 0, 5] for k in range(1, 6)]),  # the page stops short
+        (0, [[k, 2, 0, 5] for k in range(3, 11)]),  # it starts late
+        (5, [[k, 2, 0, 5] for k in range(7, 11)]),  # a gap after the snapshot point
+    ],
+)
+def test_a_page_that_leaves_out_entries_the_node_holds_is_refused(
+    snapshot: int, entries: list[list[int]]
+) -> None:
+    """Left out, they would be compared on no node, and the node still named as agreeing."""
+    with pytest.raises(ValueError, match="leaves out entry"):
+        records(head("n1", snapshot=snapshot, commit=20), entries, 1, 10)
+
+
 def test_entries_past_the_commit_index_are_refused() -> None:
     with pytest.raises(ValueError):
         records(head("n1", commit=8), [[9, 2, 0, 5]], 1, 10)

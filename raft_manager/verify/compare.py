@@ -116,7 +116,8 @@ def common_range(heads: Iterable[LogHead]) -> tuple[int, int]:
 def records(head: LogHead, entries: Any, low: int, high: int) -> dict[int, Record]:
     """What one node's page says about each index in [low, high]: its snapshot point if it
     lies there, and its committed entries ([index, term, type, crc32c] each, consecutive, all
-    in the window, none at or below the snapshot point). ValueError if the page is not that."""
+    in the window, none at or below the snapshot point, and every one the node holds there).
+    ValueError if the page is not that."""
     found: dict[int, Record] = {}
     if low <= head.snapshot_index <= high and head.snapshot_index > 0:
         found[head.snapshot_index] = Record(head.snapshot_term)
@@ -133,6 +134,10 @@ def records(head: LogHead, entries: Any, low: int, high: int) -> dict[int, Recor
             raise ValueError(f"entry {index} lies outside the page or the committed log")
         found[index] = Record(term, entry_type, crc)
         expected = index + 1
+    held = range(max(low, head.snapshot_index), min(high, head.commit_index) + 1)
+    if len(found) < len(held):
+        missing = next(index for index in held if index not in found)
+        raise ValueError(f"the page leaves out entry {missing}, which the node holds")
     return found
 
 

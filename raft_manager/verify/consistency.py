@@ -9,7 +9,9 @@ Theory of operation, in three steps over one RaftClient:
 2. Logs. The range every node can answer for (compare.py: from the newest snapshot point to
    the lowest commit index) is read in pages of LOG_PAGE_MAX entries, each page from every node
    at once, and compared page by page as (term, type, crc32c); the first divergence ends the
-   walk. A node that stops answering mid-walk is reported and left out from then on.
+   walk. A node that stops answering mid-walk, answers a page that leaves out entries it
+   holds, or no longer holds a page's entries (it compacted past them during the walk) is
+   reported and left out from then on: only nodes compared on the whole range are named.
 3. State. The leader proposes a checkpoint; every node notes its state digest right after
    applying it (server/digests.py). Each node is asked for its note until it has one, or has
    applied past the checkpoint without one (a snapshot took it past), or `wait` seconds passed;
@@ -230,9 +232,16 @@ async def _compare_logs(
             try:
                 if isinstance(answer, Exception):
                     raise answer
-                views[node] = records(LogHead.parse(answer), answer.get("entries"), start, end)
+                head = LogHead.parse(answer)
+                views[node] = records(head, answer.get("entries"), start, end)
+                if head.snapshot_index > start or head.commit_index < end:
+                    raise ValueError(  # the rest is compared on the others, not named as agreeing
+                        f"no longer holds entries {start:,}..{end:,} (compacted to "
+                        f"{head.snapshot_index:,}, committed {head.commit_index:,})"
+                    )
             except (ClientError, TimeoutError, ValueError) as error:
                 report.unreachable[node] = f"stopped answering at entry {start:,}: {error}"
+                views.pop(node, None)
                 del addresses[node]
         comparison.nodes = sorted(addresses)  # those that answered for the whole range
         divergence = first_divergence(views, start, end)
