@@ -62,6 +62,7 @@ def test_flags_beat_the_environment_which_beats_the_file(
             ('data_dir = "data/n1"', 'data_dir = "data/n1"\ndial = { n2 = "nowhere" }'),
             "bad address",
         ),
+        (('data_dir = "/var/lib/raft/n2"', 'data_dir = "data/../data/n1"'), "both use data_dir"),
     ],
 )
 def test_bad_files_are_refused_with_the_problem_named(

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from storage_helpers import Lockstep, entry, ents, open_load, segments, snap, snapshot_files
 
 from raft_manager.core import ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMeta
-from raft_manager.storage import CorruptionError, FileStorage
+from raft_manager.storage import CorruptionError, FileStorage, StorageError
 from raft_manager.storage.records import (
     FLAG_PLUS_ONE,
     HEADER,
@@ -613,3 +613,13 @@ def test_member_contexts_survive_a_snapshot_file(tmp_path: Path) -> None:
     snapshot = Snapshot(SnapshotMeta(7, 2, conf), b"state")
     restored = decode_snapshot(tmp_path / "x.snap", encode_snapshot(snapshot))
     assert restored == snapshot and restored.meta.conf.context("n4").startswith("{")
+
+
+def test_a_data_directory_is_opened_by_one_storage_at_a_time(tmp_path: Path) -> None:
+    """Two nodes (or processes) writing one WAL would corrupt it: the second open is refused
+    while the first holds it, and works once it is closed (or its process died)."""
+    first = FileStorage(tmp_path)
+    with pytest.raises(StorageError, match="in use"):
+        FileStorage(tmp_path)
+    first.close()
+    FileStorage(tmp_path).close()

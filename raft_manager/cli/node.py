@@ -5,7 +5,8 @@ With an [adapters] section in the cluster file, the node runs the swarm's peer a
 Manager and Performance Benchmarker over Redis streams).
 
 Exit codes: 0 stopped by a signal, 2 bad configuration (unknown key, bad address, port in use,
-unknown node id), 3 the node's data directory is corrupt (the file and offset are printed).
+unknown node id, a data directory another process holds), 3 the node's data directory is
+corrupt (the file and offset are printed).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import typer
 from raft_manager.server.collector import tune_collector
 from raft_manager.server.config import ConfigError, load_config
 from raft_manager.server.node import run_node
-from raft_manager.storage import CorruptionError
+from raft_manager.storage import CorruptionError, StorageError
 
 from .logs import LogLevel, setup_logging
 
@@ -74,6 +75,9 @@ def node_command(
     except CorruptionError as error:
         typer.echo(f"error: the data directory is corrupt: {error}", err=True)
         raise typer.Exit(3) from None
+    except StorageError as error:  # its data directory is another process's
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
 
 
 if __name__ == "__main__":

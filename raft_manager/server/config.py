@@ -316,6 +316,12 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> ClusterC
         )
         for node_id, spec in config.nodes.items()
     }
+    owners: dict[Path, str] = {}  # two nodes writing one log would corrupt it
+    for node_id, spec in nodes.items():
+        where = spec.data_dir.resolve()
+        if where in owners:
+            raise ConfigError(f"{path}: {node_id} and {owners[where]} both use data_dir {where}")
+        owners[where] = node_id
     security = config.security.model_copy(
         update={
             "key_file": here(config.security.key_file),

@@ -29,6 +29,7 @@ from raft_manager.core import Entry, HardState, RestoredState, Snapshot
 
 from .base import bounds_after
 from .errors import CorruptionError
+from .fsutil import DirectoryLock
 from .records import (
     Marker,
     ReadyRecord,
@@ -188,6 +189,16 @@ class FileStorage:
         self.directory = Path(directory)
         self._wal_dir = self.directory / "wal"
         self._wal_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = DirectoryLock(self.directory)  # one writer per log
+        try:
+            self._open(segment_bytes, keep_snapshots, fsync, preallocate_bytes)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _open(
+        self, segment_bytes: int, keep_snapshots: int, fsync: bool, preallocate_bytes: int
+    ) -> None:
         for stray in self._wal_dir.glob("*.tmp"):
             log.warning("removing %s: a segment creation that never finished", stray)
             stray.unlink()
@@ -275,7 +286,10 @@ class FileStorage:
         self._offset = meta.index
 
     def close(self) -> None:
-        self._writer.close()
+        try:
+            self._writer.close()
+        finally:
+            self._lock.release()
 
 
 @dataclass(slots=True)

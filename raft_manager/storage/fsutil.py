@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Sequence
 from pathlib import Path
+
+from .errors import StorageError
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -49,3 +52,24 @@ def write_file_atomically(path: Path, data: bytes, *, fsync: bool) -> None:
     os.rename(temporary, path)
     if fsync:
         fsync_directory(path.parent)
+
+
+class DirectoryLock:
+    """An exclusive lock on a directory, held while it is open: `DIR/LOCK`, flock'ed. The
+    kernel lets go of it when the process dies, however it dies."""
+
+    def __init__(self, directory: Path) -> None:
+        self._fd = os.open(directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise StorageError(
+                f"{directory} is in use by another storage (its LOCK is held)"
+            ) from None
+
+    def release(self) -> None:
+        """Let go of the lock (closing the file does); again: nothing."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
