@@ -169,6 +169,21 @@ def test_cas_on_value_writes_only_when_the_current_value_matches() -> None:
     assert item is not None and (item["value"], item["version"]) == ("bob", ok["version"])
 
 
+@pytest.mark.parametrize(
+    ("held", "expected"),
+    [(True, 1), (False, 0), (1, 1.0), ({"a": [True]}, {"a": [1]}), ([0], [False])],
+)
+def test_cas_on_value_compares_json_types_too(held: object, expected: object) -> None:
+    """JSON true is not 1, nor 1 the same as 1.0 (Python's == says they are: such a cas once
+    wrote over a value it did not hold)."""
+    f = Feeder()
+    f.ok({"op": "memory.put", "key": "k", "value": held})
+    f.refused(
+        {"op": "memory.cas", "key": "k", "expected_value": expected, "value": 2}, "cas_failed"
+    )
+    assert f.ok({"op": "memory.cas", "key": "k", "expected_value": held, "value": 2})["ok"]
+
+
 def test_cas_on_value_never_matches_an_absent_key() -> None:
     f = Feeder()
     f.refused({"op": "memory.cas", "key": "k", "expected_value": None, "value": 1}, "cas_failed")
@@ -201,6 +216,22 @@ def test_cas_on_version_must_name_the_version() -> None:
     with pytest.raises(LedgerError) as refused:
         parse_command({"op": "memory.cas", "key": "k", "value": 1, "compare": "version"})
     assert refused.value.code == "invalid_command"
+
+
+def test_an_expected_version_alone_compares_on_the_version_and_a_mixed_cas_is_refused() -> None:
+    """A cas naming only expected_version once compared the value with null (compare's
+    default), so on a key holding null it wrote whatever the version."""
+    f = Feeder()
+    v1 = f.ok({"op": "memory.put", "key": "k", "value": None})["version"]
+    f.refused({"op": "memory.cas", "key": "k", "value": 2, "expected_version": 999}, "cas_failed")
+    assert f.ok({"op": "memory.cas", "key": "k", "value": 2, "expected_version": v1})["ok"]
+    for mixed in (
+        {"compare": "value", "expected_version": 3},
+        {"compare": "version", "expected_version": 3, "expected_value": 1},
+    ):
+        with pytest.raises(LedgerError, match="exactly one") as refused:
+            parse_command({"op": "memory.cas", "key": "k", "value": 1, **mixed})
+        assert refused.value.code == "invalid_command"
 
 
 def test_a_ttl_key_lives_until_the_first_entry_at_its_expiry_which_removes_it() -> None:

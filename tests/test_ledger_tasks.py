@@ -57,6 +57,14 @@ def test_resubmitting_an_id_with_different_content_is_a_conflict(change: dict[st
     assert image_but_applied(f.ledger) == before
 
 
+def test_resubmitting_with_a_payload_of_other_json_types_is_a_conflict() -> None:
+    f = Feeder()
+    f.submit("t", payload={"x": 1})
+    for other in ({"x": True}, {"x": 1.0}):
+        f.refused({"op": "task.submit", "id": "t", "payload": other}, "conflict")
+    assert f.ok({"op": "task.submit", "id": "t", "payload": {"x": 1}})["existing"] is True
+
+
 def test_payload_larger_than_max_payload_bytes_is_refused_before_the_log() -> None:
     config = LedgerConfig(max_payload_bytes=64)
     at_limit = "x" * 62  # 64 bytes of JSON with its quotes

@@ -321,14 +321,20 @@ def test_a_value_cas_never_matches_an_absent_key() -> None:
 
 
 def test_values_compare_as_the_ledger_compares_them() -> None:
-    """The ledger compares decoded JSON with Python equality: 1 == 1.0, and maps by content."""
+    """The ledger compares decoded JSON with its types (ledger/json_values.py): maps by content
+    in any key order, but 1 is not 1.0 nor true."""
     assert (
         verdict(
             put(1, "k", 0, 1, {"a": [1, 2], "b": 1}, 1),
-            cas(1, 2, 3, "x", expected={"b": 1.0, "a": [1, 2]}, version=2),
+            cas(1, 2, 3, "x", expected={"b": 1, "a": [1, 2]}, version=2),
         )
         == "linearizable"
     )
+    for other in (1.0, True):
+        stored = put(1, "k", 0, 1, {"a": [1, 2], "b": 1}, 1)
+        assert verdict(
+            stored, cas(1, 2, 3, "x", expected={"b": other, "a": [1, 2]}, version=2)
+        ) == ("violation")
     assert (
         verdict(put(1, "k", 0, 1, [1, 2], 1), cas(1, 2, 3, "x", expected=[2, 1], version=2))
         == "violation"

@@ -188,7 +188,8 @@ class MemoryDelete(_Command):
 
 class MemoryCas(_Command):
     """Compare-and-set: on the current value (`expected_value`; an absent key never matches)
-    or on the version (`expected_version`; 0 means absent). Exactly one of the two."""
+    or on the version (`expected_version`; 0 means absent). Exactly one of the two: `compare`
+    says which, and is "version" when only an expected_version is given."""
 
     op: Literal["memory.cas"] = "memory.cas"
     namespace: Ident = "default"
@@ -201,10 +202,21 @@ class MemoryCas(_Command):
 
     _value_size = field_validator("value", "expected_value")(_check_size)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _version_when_named(cls, data: Any) -> Any:
+        named = isinstance(data, dict) and data.get("expected_version") is not None
+        return {**data, "compare": "version"} if named and "compare" not in data else data
+
     @model_validator(mode="after")
     def _one_comparison(self) -> MemoryCas:
         if self.compare == "version" and self.expected_version is None:
             raise ValueError("compare on version needs expected_version")
+        by_version = self.compare == "version"
+        if self.expected_version is not None and not by_version:
+            raise ValueError("exactly one comparison: expected_version goes with compare=version")
+        if by_version and self.expected_value is not None:
+            raise ValueError("exactly one comparison: expected_value goes with compare=value")
         return self
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from .commands import Args
 from .errors import LedgerError
+from .json_values import same
 from .tasks import Emit
 from .timers import Timers
 
@@ -46,7 +47,7 @@ class MemoryStore:
             have = current.version if current is not None else 0
             if have != cmd["expected_version"]:
                 raise LedgerError("cas_failed", f"version is {have}, not {cmd['expected_version']}")
-        elif current is None or current.value != cmd["expected_value"]:
+        elif current is None or not same(current.value, cmd["expected_value"]):
             raise LedgerError("cas_failed", f"{cmd['key']} does not hold the expected value")
         return self._write(
             cmd["namespace"], cmd["key"], cmd["value"], cmd["ttl_seconds"], index, now, emit

@@ -33,6 +33,7 @@ from typing import Any
 
 from .commands import Args
 from .errors import LedgerError
+from .json_values import same
 from .timers import Timers
 
 Emit = Callable[[str, dict[str, Any]], None]
@@ -81,13 +82,9 @@ class TaskBook:
         task_id = cmd["id"] or f"task-{index}"
         existing = self.tasks.get(task_id)
         if existing is not None:
-            same = (existing.queue, existing.payload, existing.priority, existing.depends_on) == (
-                cmd["queue"],
-                cmd["payload"],
-                cmd["priority"],
-                cmd["depends_on"],
-            )
-            if not same:
+            content = (existing.queue, existing.priority, existing.depends_on)
+            equal = content == (cmd["queue"], cmd["priority"], cmd["depends_on"])
+            if not (equal and same(existing.payload, cmd["payload"])):
                 raise LedgerError("conflict", f"task {task_id} exists with different content")
             return {"ok": True, "task_id": task_id, "state": existing.state, "existing": True}
         for dep in cmd["depends_on"]:

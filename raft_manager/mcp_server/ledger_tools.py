@@ -33,19 +33,12 @@ async def _query(cluster: Cluster, query: BaseModel) -> dict[str, Any]:
     return _without_ok(await cluster.swarm.client.query(query))
 
 
-def command_tool(name: str, model: type[BaseModel], description: str, **options: Any) -> Tool[Any]:
-    return Tool(name, description, model, _command, fixed=("op",), **options)
+def command_tool(name: str, model: type[BaseModel], description: str) -> Tool[Any]:
+    return Tool(name, description, model, _command, fixed=("op",))
 
 
 def query_tool(name: str, model: type[BaseModel], description: str) -> Tool[Any]:
     return Tool(name, description, model, _query, fixed=("query",), read_only=True)
-
-
-def _cas_compare(arguments: dict[str, Any]) -> dict[str, Any]:
-    """memory_cas compares on the version when an expected_version is given, unless told."""
-    if arguments.get("expected_version") is not None and "compare" not in arguments:
-        return {**arguments, "compare": "version"}
-    return arguments
 
 
 LEDGER_TOOLS: tuple[Tool[Any], ...] = (
@@ -111,7 +104,6 @@ LEDGER_TOOLS: tuple[Tool[Any], ...] = (
         " absent). compare ('value' or 'version') defaults to 'version' when expected_version"
         " is given. Result: {version, expires_at}; refused with cas_failed when the comparison"
         " fails.",
-        prepare=_cas_compare,
     ),
     command_tool(
         "decision_propose",

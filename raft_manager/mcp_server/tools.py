@@ -6,8 +6,7 @@ an MCP client sees and the rules its arguments are checked against come from one
 model, and for the ledger tools that model is the ledger's own command or query model
 (raft_manager/ledger/commands.py): the arguments are refused by exactly the rules a node would
 refuse them by, before anything goes on the wire. A fixed field keeps the model's default; a
-caller who names one is refused. A tool may `prepare` the raw arguments first (fill in a field
-whose default depends on another). `run` gets the validated model and the `Cluster` the server
+caller who names one is refused. `run` gets the validated model and the `Cluster` the server
 holds for its lifetime and returns a JSON object, or raises: `ToolFailure` (a code and a
 message for the caller), `ClientError` (a refusal by the cluster or the ledger, with its code)
 or `TimeoutError` (the cluster did not answer); the server turns each into a tool error.
@@ -55,7 +54,6 @@ class Tool(Generic[Args]):
     run: Callable[[Cluster, Args], Awaitable[dict[str, Any]]]
     fixed: tuple[str, ...] = ()  # fields of the model the server fills in itself
     read_only: bool = False
-    prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def input_schema(self) -> dict[str, Any]:
         schema = self.model.model_json_schema()
@@ -80,8 +78,6 @@ class Tool(Generic[Args]):
         ]
         if problems:
             raise ToolFailure("invalid_arguments", "; ".join(problems))
-        if self.prepare is not None:
-            given = self.prepare(given)
         try:
             return self.model.model_validate(given)
         except ValidationError as error:

@@ -2,8 +2,8 @@
 
 Theory of operation: the register holds (value or absent, version), mirroring ledger/memory.py:
 a write stamps the key with its log index as version, which only grows, and an absent key has
-version 0. Values are compared as the ledger compares them (Python equality of the decoded
-JSON); they are interned to small integers, so a state is four integers: the value, the
+version 0. Values are compared as the ledger compares them (JSON equality, types included);
+they are interned to small integers, so a state is four integers: the value, the
 version (UNKNOWN when an info operation wrote it), how many definite writes are placed, and
 `high`, the least the highest version written so far can be (an info write placed adds one: its
 version is above the `high` before it). A delete takes no version back: every write after it,
@@ -53,12 +53,13 @@ DELETE, DELETE_INFO = 10, 11
 
 
 def _frozen(value: Any) -> Hashable:
-    """A hashable stand-in for a JSON value with the same equality (1 == 1.0 as in Python)."""
+    """A hashable stand-in for a JSON value with the ledger's equality (types included: true
+    is not 1, nor 1 the same as 1.0; ledger/json_values.py)."""
     if isinstance(value, list):
         return ("list", tuple(_frozen(item) for item in value))
     if isinstance(value, dict):
         return ("map", frozenset((name, _frozen(item)) for name, item in value.items()))
-    return value  # type: ignore[no-any-return]
+    return (type(value).__name__, value)
 
 
 class Register:
