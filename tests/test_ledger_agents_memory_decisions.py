@@ -246,17 +246,20 @@ def test_a_ttl_key_lives_until_the_first_entry_at_its_expiry_which_removes_it() 
     assert f.ok({"op": "memory.delete", "key": "k"})["existed"] is False
 
 
-def test_reads_treat_an_expired_key_as_gone_before_an_entry_removes_it() -> None:
+def test_a_duration_under_the_ledgers_millisecond_is_refused() -> None:
+    """The ledger's clock counts milliseconds: 0.4 ms was 0 ms, a key acknowledged and never
+    readable, a lease over as it was handed out. The least is 1 ms, which lives one tick."""
     f = Feeder()
-    f.ok({"op": "memory.put", "key": "blinking", "value": 2})
-    f.ok({"op": "memory.put", "key": "blink", "value": 1, "ttl_seconds": 0.0004})  # 0 ms
-    assert "blink" in [item["key"] for item in image_but_applied(f.ledger)["memory"]]
-    assert f.item("blink") is None
-    listed = f.query({"query": "memory.list", "prefix": "blink"})["items"]
-    assert [item["key"] for item in listed] == ["blinking"]
-    f.clock()
-    assert "blink" not in [item["key"] for item in image_but_applied(f.ledger)["memory"]]
-    assert f.kinds(f.index) == ["memory.expired"]
+    for command in (
+        {"op": "memory.put", "key": "blink", "value": 1, "ttl_seconds": 0.0004},
+        {"op": "task.claim", "agent": "a", "lease_seconds": 0.0004},
+    ):
+        with pytest.raises(LedgerError, match="greater than or equal to 0.001"):
+            parse_command(command)
+    f.ok({"op": "memory.put", "key": "blink", "value": 1, "ttl_seconds": 0.001})
+    assert f.item("blink") is not None
+    f.clock(after=0.001)
+    assert f.item("blink") is None and f.kinds(f.index) == ["memory.expired"]
 
 
 def test_a_rewrite_without_ttl_outlives_the_old_expiry() -> None:

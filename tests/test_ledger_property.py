@@ -28,7 +28,7 @@ AGENTS = ["a0", "a1", "a2"]
 KEYS = ["k0", "k1", "k2"]
 DECISIONS = ["d0", "d1"]
 VALUES = st.sampled_from([None, 0, 1, "x", [1], {"v": 2}])
-LEASES = st.sampled_from([0.0004, 1.0, 5.0, 30.0, 120.0])
+LEASES = st.sampled_from([0.001, 1.0, 5.0, 30.0, 120.0])  # the least: 1 ms
 TIMEOUTS = st.sampled_from([2.0, 10.0, 60.0])
 
 CONFIG = LedgerConfig(
@@ -222,7 +222,7 @@ class ReplicatedLedger(RuleBasedStateMachine):
     @rule(
         key=st.sampled_from(KEYS),
         value=VALUES,
-        ttl=st.none() | st.sampled_from([0.0004, 1.0, 20.0]),
+        ttl=st.none() | st.sampled_from([0.001, 1.0, 20.0]),
         step=STEPS,
     )
     def put(self, key: str, value: Any, ttl: float | None, step: int) -> None:

@@ -28,6 +28,7 @@ import anyio
 from pydantic import BaseModel, JsonValue, ValidationError
 
 from raft_manager.ledger import commands as c
+from raft_manager.transport.client_protocol import MAX_REQUEST_BYTES
 
 from .client import ClientError, RaftClient
 
@@ -47,8 +48,8 @@ def _build(model: type[Model], **fields: Any) -> Model:
         for name, value in fields.items()
         if value is not None or model.model_fields[name].is_required()
     }
-    try:
-        return model.model_validate(given)
+    try:  # sizes are the node's to judge: its [ledger] max_payload_bytes may be larger
+        return model.model_validate(given, context={"max_payload_bytes": MAX_REQUEST_BYTES})
     except ValidationError as error:
         raise ClientError("invalid_command", c.explain(error)) from None
 

@@ -42,7 +42,7 @@ Ident = Annotated[
 ]
 Key = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 Text = Annotated[str, StringConstraints(max_length=4000)]
-Seconds = Annotated[float, Field(gt=0, le=10_000_000)]
+Seconds = Annotated[float, Field(ge=0.001, le=10_000_000)]  # the ledger's clock counts ms
 
 
 class LedgerConfig(BaseModel):
