@@ -5,7 +5,7 @@ eligibility, rates), driven through Ledger.apply with log entries at chosen time
 from __future__ import annotations
 
 import pytest
-from ledger_helpers import Feeder, image_but_applied
+from ledger_helpers import Feeder
 
 from raft_manager.ledger import LedgerError, parse_command
 
