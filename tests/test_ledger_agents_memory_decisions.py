@@ -254,7 +254,7 @@ def test_a_duration_under_the_ledgers_millisecond_is_refused() -> None:
         {"op": "memory.put", "key": "blink", "value": 1, "ttl_seconds": 0.0004},
         {"op": "task.claim", "agent": "a", "lease_seconds": 0.0004},
     ):
-        with pytest.raises(LedgerError, match="greater than or equal to 0.001"):
+        with pytest.raises(LedgerError, match=r"greater than or equal to 0\.001"):
             parse_command(command)
     f.ok({"op": "memory.put", "key": "blink", "value": 1, "ttl_seconds": 0.001})
     assert f.item("blink") is not None
