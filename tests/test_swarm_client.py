@@ -12,6 +12,7 @@ from cluster_helpers import Cluster, running_cluster
 
 from raft_manager.client import ClientError, RaftClient, SwarmClient
 from raft_manager.client import swarm as swarm_module
+from raft_manager.client.worker import work
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +130,26 @@ async def test_watch_goes_on_from_the_first_index_the_feed_still_has() -> None:
     swarm = SwarmClient(_CompactedFeed())  # type: ignore[arg-type]
     watched = await _take(swarm.watch(1, poll_interval=0.01), 3)
     assert [e["index"] for e in watched] == [7, 8, 9]
+
+
+async def test_the_work_loop_counts_every_task_and_fails_one_whose_result_is_refused(
+    cluster: Cluster,
+) -> None:
+    """max_tasks counts tasks handled, failed ones too (a handler that always raised once
+    looped forever); a result the ledger refuses (here NaN) fails the task with the reason
+    instead of raising out of the loop with the task still claimed until its lease ends."""
+    async with cluster.client() as client:
+        swarm = SwarmClient(client)
+        for n in range(3):  # one attempt each: a failed one is not claimed again
+            await swarm.submit_task({"n": n}, task_id=f"w-{n}", queue="work", max_attempts=1)
+
+        async def handler(payload: Any) -> Any:
+            if payload["n"] == 0:
+                raise RuntimeError("no can do")
+            return float("nan") if payload["n"] == 1 else "fine"
+
+        with anyio.fail_after(20):
+            report = await work(client, "worker-1", handler, queues=("work",), max_tasks=3)
+        assert report.failed == ["w-0", "w-1"] and [t for t, _ in report.completed] == ["w-2"]
+        refused = await swarm.get_task("w-1")
+        assert refused["state"] == "failed" and "result was refused" in refused["error"]
