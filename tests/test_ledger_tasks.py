@@ -195,6 +195,11 @@ def test_waiting_tasks_are_not_claimable_until_their_dependencies_are_done() -> 
     assert f.claim("a")["task_id"] is None
     f.ok({"op": "task.complete", **f.held(first, "a")})
     assert f.state("child") == "pending" and f.state("grandchild") == "waiting"
+    # the feed says so: a follower of it would otherwise keep child as waiting
+    assert [(e["kind"], e["data"]["task_id"]) for e in f.events(f.index)] == [
+        ("task.completed", "base"),
+        ("task.ready", "child"),
+    ]
     second = f.claim("a")
     assert second["task_id"] == "child"
     assert f.claim("a")["task_id"] is None

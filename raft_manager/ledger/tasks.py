@@ -165,6 +165,7 @@ class TaskBook:
             if dependent.state == "waiting" and not self._unmet(dependent):
                 self._make_pending(dependent)
                 dependent.updated_at = now
+                emit("task.ready", {"task_id": dependent.id})  # claimable now
         return {"ok": True, "task_id": task.id, "state": "done"}
 
     def fail(self, cmd: Args, now: int, emit: Emit) -> dict[str, Any]:
