@@ -5,9 +5,10 @@ eligibility, rates), driven through Ledger.apply with log entries at chosen time
 from __future__ import annotations
 
 import pytest
-from ledger_helpers import Feeder
+from ledger_helpers import Feeder, image
 
 from raft_manager.ledger import LedgerError, parse_command
+from raft_manager.ledger.commands import LedgerConfig
 
 # -- agents ------------------------------------------------------------------------------------
 
@@ -463,3 +464,31 @@ def test_decision_list_filters_by_state() -> None:
     assert [d["id"] for d in listed] == [still_open]
     listed = f.query({"query": "decision.list", "state": "approved"})["decisions"]
     assert [d["id"] for d in listed] == [approved]
+
+
+def test_dead_agents_and_closed_decisions_are_forgotten_after_their_retention() -> None:
+    """Kept forever, agents that each run under a fresh id and every decision ever made
+    would grow the state (and every snapshot) without bound."""
+    config = LedgerConfig(dead_agent_retention_seconds=60, closed_decision_retention_seconds=60)
+    f = Feeder(config)
+    f.ok({"op": "agent.register", "agent_id": "gone", "heartbeat_timeout_seconds": 10})
+    f.ok({"op": "agent.register", "agent_id": "back", "heartbeat_timeout_seconds": 10})
+    proposed = f.ok({"op": "decision.propose", "question": "q?", "voters": ["v"]})
+    f.clock(after=10)  # both agents die
+    vote = {"op": "decision.vote", "decision_id": proposed["decision_id"], "voter": "v"}
+    assert f.ok({**vote, "option": "approve"})["state"] == "approved"  # closed now
+    assert {a["id"]: a["state"] for a in f.query({"query": "agent.list"})["agents"]} == {
+        "back": "dead",
+        "gone": "dead",
+    }
+    f.ok({"op": "agent.register", "agent_id": "back", "heartbeat_timeout_seconds": 3600})
+    twin = f.fork()  # a replica restored from a snapshot taken now forgets them alike
+    for ledger in (f, twin):
+        ledger.clock(after=59)
+    assert f.query({"query": "decision.get", "decision_id": proposed["decision_id"]})["ok"]
+    for ledger in (f, twin):
+        ledger.clock(after=2)
+    assert [a["id"] for a in f.query({"query": "agent.list"})["agents"]] == ["back"]
+    with pytest.raises(LedgerError, match="not_found"):
+        f.query({"query": "decision.get", "decision_id": proposed["decision_id"]})
+    assert image(f.ledger) == image(twin.ledger)

@@ -489,3 +489,15 @@ def test_one_late_entry_expires_every_lease_it_passes() -> None:
     f.claim("c", lease_seconds=60)
     f.clock(after=30)
     assert [f.state(t) for t in ("t1", "t2", "t3")] == ["pending", "pending", "claimed"]
+
+
+def test_a_claim_queue_does_not_keep_the_entries_of_tasks_no_longer_pending() -> None:
+    """Tasks cancelled while pending left their queue entries behind until they reached the
+    top; under a task nobody claims, they piled up (2,001 entries for 1 pending task)."""
+    f = Feeder()
+    f.submit("first", queue="q")
+    for n in range(2000):
+        f.submit(f"t{n}", queue="q")
+        f.ok({"op": "task.cancel", "task_id": f"t{n}"})
+    assert len(f.ledger.tasks._queues["q"]) <= 128
+    assert f.claim("a", queues=["q"])["task_id"] == "first"

@@ -2,8 +2,11 @@
 
 Theory of operation: an agent is `alive` until the first entry whose timestamp passes its last
 heartbeat plus its timeout; then it is `dead`, and the ledger hands each task it held back to the
-queue (as a failed attempt). A dead agent must register again before it may heartbeat or claim.
-Agents that never registered may still claim tasks: their leases alone protect the work.
+queue (as a failed attempt). A dead agent must register again before it may heartbeat or claim;
+one that does not is forgotten `retention_ms` after its deadline (by the same timer kind, set
+again at its death and when restored from a snapshot), so agents that come and go under fresh
+ids do not pile up. Agents that never registered may still claim tasks: their leases alone
+protect the work.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class Agent:
 @dataclass(slots=True)
 class AgentBook:
     timers: Timers
+    retention_ms: int  # a dead agent is forgotten this long after its deadline
     agents: dict[str, Agent] = field(default_factory=dict)
 
     def register(self, cmd: Args, now: int, emit: Emit) -> dict[str, Any]:
@@ -78,11 +82,17 @@ class AgentBook:
             raise LedgerError("agent_dead", f"agent {agent_id} was declared dead; register again")
 
     def expire(self, agent_id: str, now: int, emit: Emit) -> bool:
-        """Declare the agent dead if its deadline passed; True if it just died."""
+        """Declare the agent dead if its deadline passed (True: it just died), or forget a dead
+        one whose retention passed."""
         agent = self.agents.get(agent_id)
-        if agent is None or agent.state != "alive" or agent.deadline > now:
+        if agent is None or agent.deadline > now:
+            return False
+        if agent.state == "dead":
+            if agent.deadline + self.retention_ms <= now:
+                del self.agents[agent_id]
             return False
         agent.state = "dead"
+        self.timers.schedule(agent.deadline + self.retention_ms, HEARTBEAT, agent_id)
         emit("agent.dead", {"agent_id": agent_id, "last_heartbeat": agent.last_heartbeat})
         return True
 
@@ -98,5 +108,5 @@ class AgentBook:
     def load(self, image: list[dict[str, Any]]) -> None:
         self.agents = {fields["id"]: Agent(**fields) for fields in image}
         for agent in self.agents.values():
-            if agent.state == "alive":
-                self.timers.schedule(agent.deadline, HEARTBEAT, agent.id)
+            forget = 0 if agent.state == "alive" else self.retention_ms
+            self.timers.schedule(agent.deadline + forget, HEARTBEAT, agent.id)

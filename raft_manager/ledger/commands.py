@@ -57,6 +57,8 @@ class LedgerConfig(BaseModel):
     crdt_dedupe_seconds: float = Field(default=3600.0, gt=0)  # CRDT operation ids remembered
     finished_task_retention_seconds: float = Field(default=3600.0, gt=0)  # then forgotten
     max_finished_tasks: int = Field(default=10_000, ge=1)  # beyond: the first finished go
+    dead_agent_retention_seconds: float = Field(default=3600.0, gt=0)  # after death: forgotten
+    closed_decision_retention_seconds: float = Field(default=3600.0, gt=0)  # after closing
 
 
 class _Command(BaseModel):

@@ -6,6 +6,8 @@ eligible voters (3 voters need 2): then it is `approved`, with that option as th
 reach a majority any more, and `expired` at the first entry past its deadline while still open.
 Each eligible voter votes once; every vote, with its reason, stays in the record, dissent
 included. Without an explicit list, the eligible voters are the agents alive at proposal time.
+A closed decision is forgotten `retention_ms` after it closed (its deadline's timer kind, set
+again when it closes and when restored from a snapshot): decisions do not pile up forever.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class Decision:
 @dataclass(slots=True)
 class DecisionBook:
     timers: Timers
+    retention_ms: int  # a closed decision is forgotten this long after it closed
     decisions: dict[str, Decision] = field(default_factory=dict)
 
     def propose(
@@ -93,9 +96,16 @@ class DecisionBook:
         return {"ok": True, "decision_id": decision.id, "state": decision.state}
 
     def expire(self, decision_id: str, now: int, emit: Emit) -> None:
+        """Close an open decision whose deadline passed, or forget a closed one whose
+        retention passed."""
         decision = self.decisions.get(decision_id)
-        if decision is not None and decision.state == "open" and decision.deadline <= now:
-            self._close(decision, "expired", None, now, emit)
+        if decision is None:
+            return
+        if decision.state == "open":
+            if decision.deadline <= now:
+                self._close(decision, "expired", None, now, emit)
+        elif decision.closed_at is not None and decision.closed_at + self.retention_ms <= now:
+            del self.decisions[decision_id]
 
     def get(self, decision_id: str) -> dict[str, Any]:
         return self._get(decision_id).view()
@@ -111,6 +121,8 @@ class DecisionBook:
         for decision in self.decisions.values():
             if decision.state == "open":
                 self.timers.schedule(decision.deadline, DEADLINE, decision.id)
+            elif decision.closed_at is not None:
+                self.timers.schedule(decision.closed_at + self.retention_ms, DEADLINE, decision.id)
 
     def _get(self, decision_id: str) -> Decision:
         decision = self.decisions.get(decision_id)
@@ -134,4 +146,5 @@ class DecisionBook:
         self, decision: Decision, state: str, winner: str | None, now: int, emit: Emit
     ) -> None:
         decision.state, decision.winner, decision.closed_at = state, winner, now
+        self.timers.schedule(now + self.retention_ms, DEADLINE, decision.id)
         emit("decision.closed", {"decision_id": decision.id, "state": state, "winner": winner})

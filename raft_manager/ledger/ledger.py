@@ -57,9 +57,11 @@ class Ledger:
             round(self.config.finished_task_retention_seconds * 1000),
             self.config.max_finished_tasks,
         )
-        self.agents = AgentBook(self.timers)
+        self.agents = AgentBook(self.timers, _ms(self.config.dead_agent_retention_seconds))
         self.memory = MemoryStore(self.timers)
-        self.decisions = DecisionBook(self.timers)
+        self.decisions = DecisionBook(
+            self.timers, _ms(self.config.closed_decision_retention_seconds)
+        )
         self.sessions = SessionTable(
             self.timers,
             round(self.config.session_timeout_seconds * 1000),
@@ -249,3 +251,7 @@ class Ledger:
         self.crdt.load(image.get("crdt", []))
         self.cursors.load(image.get("cursors", {}))
         self.feed.reset(self.applied)
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)

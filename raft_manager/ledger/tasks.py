@@ -39,6 +39,7 @@ from .timers import Timers
 Emit = Callable[[str, dict[str, Any]], None]
 FINAL = ("done", "failed", "cancelled")
 LEASE = "lease"
+QUEUE_COMPACT_MIN = 64  # a claim queue is first tidied at this many entries
 
 
 @dataclass(slots=True)
@@ -73,6 +74,7 @@ class TaskBook:
     tasks: dict[str, Task] = field(default_factory=dict)
     _finished: deque[str] = field(default_factory=deque)  # final tasks, in the order they ended
     _queues: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
+    _compact_at: dict[str, int] = field(default_factory=dict)  # a queue's size to tidy it at
     _dependents: dict[str, list[str]] = field(default_factory=dict)
     _held: dict[str, set[str]] = field(default_factory=dict)  # agent -> claimed task ids
 
@@ -247,6 +249,7 @@ class TaskBook:
         the finished tasks are then ordered by the time they finished, then submission)."""
         self.tasks.clear()
         self._queues.clear()
+        self._compact_at.clear()
         self._dependents.clear()
         self._held.clear()
         self._finished.clear()
@@ -316,7 +319,16 @@ class TaskBook:
 
     def _queue(self, task: Task) -> None:
         entry = (-task.priority, task.submit_index, task.id)
-        heapq.heappush(self._queues.setdefault(task.queue, []), entry)
+        heap = self._queues.setdefault(task.queue, [])
+        heapq.heappush(heap, entry)
+        if len(heap) >= self._compact_at.get(task.queue, QUEUE_COMPACT_MIN):
+            # Entries of tasks no longer pending leave only when they reach the top; under a
+            # task nobody claims they would pile up. Dropped here, at sizes that double, the
+            # cost is amortized. The heap's layout is no replica's state: only its smallest
+            # pending entry is (it is rebuilt from the tasks when a snapshot is restored).
+            heap[:] = [each for each in heap if self._is_pending(each)]
+            heapq.heapify(heap)
+            self._compact_at[task.queue] = max(QUEUE_COMPACT_MIN, 2 * len(heap))
 
     def _make_pending(self, task: Task) -> None:
         task.state = "pending"
