@@ -40,6 +40,7 @@ from storage_helpers import (
 
 from raft_manager.core import Entry, EntryType, HardState, RestoredState
 from raft_manager.storage import CorruptionError, FileStorage, MemoryStorage
+from raft_manager.storage.records import HEADER
 from raft_manager.storage.wal import scan_segment
 
 LOGGER = "raft_manager.storage"
@@ -729,3 +730,47 @@ def test_a_flipped_bit_in_a_big_batch_or_a_header_before_the_runway_is_corruptio
             FileStorage(directory, preallocate_bytes=1 << 20).load()
         assert str(copy) in str(caught.value), position
         shutil.rmtree(directory)
+
+
+@pytest.mark.parametrize("into_sector", [509, 510, 511])
+def test_a_flipped_bit_in_a_record_starting_at_a_sectors_end_is_corruption(
+    tmp_path: Path, into_sector: int
+) -> None:
+    """A record whose first 1-3 bytes end a sector: that part is the length's low bytes, zero
+    for a length that is a multiple of 256, and once counted as a sector of it never written
+    (a flipped bit anywhere in it then cut it and everything after off as a torn tail)."""
+
+    def build(directory: Path, first: int, second: int) -> int:
+        storage = FileStorage(directory, fsync=True, preallocate_bytes=1 << 20)
+        storage.load()
+        storage.save(HardState(1, "n1", 0), [Entry(1, 1, EntryType.NORMAL, b"x" * first)], None)
+        start = storage._writer.current.end
+        storage.save(HardState(1, "n1", 1), [Entry(2, 1, EntryType.NORMAL, b"y" * second)], None)
+        storage.save(HardState(1, "n1", 2), [Entry(3, 1, EntryType.NORMAL, b"z" * 10)], None)
+        storage.close()
+        return start
+
+    first = next(n for n in range(1, 600) if build(tmp_path / f"a{n}", n, 10) % 512 == into_sector)
+    second = next(
+        n
+        for n in range(1, 600)
+        if _length_at(tmp_path / f"b{n}", build(tmp_path / f"b{n}", first, n)) % 256 == 0
+    )
+    pristine = tmp_path / f"b{second}"
+    start = build(tmp_path / "check", first, second)
+    length = _length_at(tmp_path / "check", start)
+    for position in [start + 13 + length // 2, *range(start, start + 13)]:
+        directory = tmp_path / f"flip-{position}"
+        shutil.copytree(pristine, directory)
+        copy = segments(directory)[0]
+        for bit in range(8):
+            flip_bit(copy, position, bit)
+            with pytest.raises(CorruptionError):
+                FileStorage(directory, preallocate_bytes=1 << 20).load()
+            flip_bit(copy, position, bit)  # back
+
+
+def _length_at(directory: Path, offset: int) -> int:
+    data = segments(directory)[0].read_bytes()
+    length: int = HEADER.unpack_from(data, offset)[0]
+    return length

@@ -75,6 +75,9 @@ class Record:
 
 PREALLOCATE_BYTES = 1 << 20  # the runway of zeros kept ahead of the records (fsync on)
 RUNWAY_RECORD_BYTES = 16 << 10  # a larger record does not top the runway up
+# A header's part in one sector this long holds a non-zero length byte and the type byte, or
+# checksum bytes: a valid header never has it all zero, nor does one flipped bit make it so.
+MIN_ZERO_HEADER_PART = 5
 SECTOR_BYTES = 512  # the unit a disk writes whole
 _ZEROS = bytes(PREALLOCATE_BYTES)
 
@@ -166,21 +169,31 @@ def _record_problem(data: memoryview, offset: int, size: int) -> tuple[int | Non
 
 
 def _zero_sector_in(data: memoryview, offset: int) -> bool:
-    """Does the damaged record at `offset` show a page of its write that never reached the disk:
-    an all-zero header, or an all-zero 512-byte sector (file-aligned) of the bytes its header
-    claims (of the header's own bytes, when the header cannot be read: past it lie other
-    records, or the runway's zeros, which say nothing about this write)? A valid record never
-    holds such a sector (records.py), so a flipped bit is never taken for one."""
+    """Does the damaged record at `offset` show a page of its write that never reached the disk
+    (sectors are written whole or not at all)?
+
+    - An all-zero header: yes.
+    - A header that checks out was written, and so were the sectors it touches: yes if a later
+      sector of the bytes it claims is all zeros. A valid record never holds such a sector
+      (records.py), and its last sector ends in the non-zero end byte, so a flipped bit there
+      is never taken for one.
+    - A header that does not check out: yes if its part in one of its sectors is all zeros
+      and at least MIN_ZERO_HEADER_PART bytes long. A shorter part may be a length's low bytes,
+      zero in a valid header or made zero by one flipped bit; past the header lie other records
+      or the runway's zeros, which say nothing about this write."""
     header = data[offset : offset + HEADER_SIZE]
     if not any(header):
         return True
-    end = offset + HEADER_SIZE
+    header_end = offset + HEADER_SIZE
     if header_ok(header):
-        end += HEADER.unpack_from(header)[0] + 1
-    end = min(end, len(data))
-    for sector in range(offset - offset % SECTOR_BYTES, end, SECTOR_BYTES):
-        if not any(data[max(sector, offset) : min(sector + SECTOR_BYTES, end)]):
-            return True  # the record's part of this sector (its end byte is never zero)
+        end = min(header_end + HEADER.unpack_from(header)[0] + 1, len(data))
+        first = (header_end - 1) // SECTOR_BYTES * SECTOR_BYTES + SECTOR_BYTES
+        sectors = range(first, end, SECTOR_BYTES)
+        return any(not any(data[at : min(at + SECTOR_BYTES, end)]) for at in sectors)
+    for sector in range(offset - offset % SECTOR_BYTES, header_end, SECTOR_BYTES):
+        part = data[max(sector, offset) : min(sector + SECTOR_BYTES, header_end)]
+        if len(part) >= MIN_ZERO_HEADER_PART and not any(part):
+            return True
     return False
 
 
