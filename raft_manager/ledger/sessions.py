@@ -6,7 +6,8 @@ keeps the result of every command at or above that number; a command it has a re
 answered from the record and not applied again; one below `ack` was answered already and is
 refused as `stale_request`. At most `max_results` results are kept per session: the oldest go
 first, and the session's floor rises past them as if acknowledged (a client with more commands
-awaiting answers sees its oldest retry refused as `stale_request`, never applied twice). A
+awaiting answers sees a retry of the forgotten one, or a command below it that arrives late,
+refused as `stale_request`: never applied twice, though the late one is not applied at all). A
 session expires `timeout` after its last command, by entry timestamps. Its one timer is set when
 it starts and, when it fires on a session used since, set again for `timeout` after that last
 use: not moved on every command (a heap push per command, on every replica). A replica
@@ -64,7 +65,12 @@ class SessionTable:
         if seq in session.results:
             return session.results[seq]
         if seq < session.ack:
-            raise LedgerError("stale_request", f"request {seq} was answered and acknowledged")
+            raise LedgerError(
+                "stale_request",
+                f"request {seq} is below this session's floor {session.ack}: answered and "
+                "acknowledged, or below a result forgotten for room (more than "
+                f"{self.max_results} awaiting answers)",
+            )
         return None
 
     def record(self, session_id: str, seq: int, result: Any) -> None:
