@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 from raft_manager.cli.main import app
 from raft_manager.server.local_cluster import free_base_port, write_config
 from raft_manager.server.pid_file import PidFile
+from raft_manager.server.processes import is_node_process
 
 
 def free_base() -> str:
@@ -161,3 +163,19 @@ def test_bad_places_and_values_are_clear_errors_with_exit_2(
         path.write_text(text)
     outcome = runner.invoke(app, ["status", "--cluster", str(path)])
     assert outcome.exit_code == 2 and "names no node" in outcome.stderr
+
+
+def test_a_node_process_is_known_by_its_id_and_its_cluster_file(tmp_path: Path) -> None:
+    """A reused pid may run another cluster's n1: that one is not this cluster's to stop."""
+    argv = ["-m", "raft_manager.cli.node", "--config", "a/cluster.toml", "--id", "n1"]
+    lookalike = subprocess.Popen(  # argv as a node's, relative to its own folder
+        [sys.executable, "-c", "import time; time.sleep(30)", *argv], cwd=tmp_path
+    )
+    try:
+        assert is_node_process(lookalike.pid, "n1", tmp_path / "a" / "cluster.toml")
+        assert not is_node_process(lookalike.pid, "n1", tmp_path / "b" / "cluster.toml")
+        assert not is_node_process(lookalike.pid, "n2", tmp_path / "a" / "cluster.toml")
+    finally:
+        lookalike.kill()
+        lookalike.wait()
+    assert not is_node_process(lookalike.pid, "n1", tmp_path / "a" / "cluster.toml")

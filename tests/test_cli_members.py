@@ -4,12 +4,14 @@ included), members list / add / promote / remove, their JSON and their refusals.
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 from test_cli_cluster import free_base
 from typer.testing import CliRunner
 
 from raft_manager.cli.main import app
+from raft_manager.cli.members import _marked_removed
 
 
 def _members(output: str) -> dict[str, str]:
@@ -59,3 +61,20 @@ def test_a_local_cluster_grows_and_shrinks_and_loses_its_leader(tmp_path: Path) 
         assert promote.exit_code == 1 and "not a learner" in promote.stderr
     finally:
         runner.invoke(app, ["cluster", "down", "--dir", str(directory)])
+
+
+def test_a_removed_node_is_marked_in_its_table_however_its_header_is_written() -> None:
+    text = (
+        '[nodes.n1]\naddress = "a"\n'
+        "[ nodes.'n2' ]  # literal quotes\nremoved = false\naddress = \"b\"\n"
+        '[nodes."n3"]\naddress = "c"\n'
+    )
+    marked = _marked_removed(text, "n2")
+    assert marked is not None
+    assert tomllib.loads(marked)["nodes"] == {
+        "n1": {"address": "a"},
+        "n2": {"removed": True, "address": "b"},  # replaced, not a second key
+        "n3": {"address": "c"},
+    }
+    assert tomllib.loads(_marked_removed(text, "n3") or "")["nodes"]["n3"]["removed"] is True
+    assert _marked_removed(text, "n4") is None

@@ -181,7 +181,7 @@ def down_command(
         except PidFileError as error:
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(2) from None
-        stale = stop_nodes(pids)
+        stale = stop_nodes(pids, directory / "cluster.toml")
         pid_file.delete()
     if as_json:
         rows = [({"id": node, "pid": pid}, node in stale) for node, pid in pids.items()]

@@ -78,7 +78,7 @@ def demo_command(
             summary = _run(folder, path, addresses, restart, say)
         finally:
             if not keep:
-                stop_nodes(pids)
+                stop_nodes(pids, path)
                 pid_file.delete()
         summary["kept"] = keep
         if keep:

@@ -168,18 +168,39 @@ def cluster_remove_command(
     if node not in config.nodes or config.nodes[node].removed:
         typer.echo(f"error: {node} is not a node of {path}", err=True)
         raise typer.Exit(REFUSED)
-    lines = path.read_text().splitlines()
-    header = re.compile(rf'\s*\[\s*nodes\s*\.\s*("?){re.escape(node)}\1\s*\]\s*(#.*)?')
-    at = next((k for k, line in enumerate(lines) if header.fullmatch(line)), None)
-    if at is None:  # looked for first: the change must not be made if the file cannot say so
+    if _marked_removed(path.read_text(), node) is None:
+        # looked for first: the change must not be made if the file cannot say so
         typer.echo(
             f"error: no [nodes.{node}] line in {path} to mark removed; nothing changed", err=True
         )
         raise typer.Exit(REFUSED)
     body = {"kind": "remove", "node": node}
     result = call(str(path), timeout, lambda swarm: _change(swarm, body, 0))
-    path.write_text("\n".join([*lines[: at + 1], "removed = true", *lines[at + 1 :]]) + "\n")
+    marked = _marked_removed(path.read_text(), node)  # read again: it may have changed since
+    if marked is None:
+        typer.echo(f"error: {node} was removed, but {path} lost its table: mark it", err=True)
+        raise typer.Exit(REFUSED)
+    path.write_text(marked)
     pid = PidFile(directory).pop(node)
     if pid is not None:
-        stop_nodes({node: pid})
+        stop_nodes({node: pid}, path)
     _show(as_json, result, f"{node} removed")
+
+
+def _marked_removed(text: str, node: str) -> str | None:
+    """The cluster file's text with `removed = true` in `node`'s table (the header written
+    with spaces, quotes or a comment; an existing `removed` line replaced), or None when the
+    file has no such table."""
+    lines = text.splitlines()
+    header = re.compile(rf"\s*\[\s*nodes\s*\.\s*([\"']?){re.escape(node)}\1\s*\]\s*(#.*)?")
+    at = next((k for k, line in enumerate(lines) if header.fullmatch(line)), None)
+    if at is None:
+        return None
+    end = next((k for k in range(at + 1, len(lines)) if lines[k].lstrip().startswith("[")), None)
+    table = range(at + 1, len(lines) if end is None else end)
+    existing = next((k for k in table if re.match(r"\s*removed\s*=", lines[k])), None)
+    if existing is not None:
+        lines[existing] = "removed = true"
+    else:
+        lines.insert(at + 1, "removed = true")
+    return "\n".join(lines) + "\n"

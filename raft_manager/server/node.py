@@ -99,10 +99,25 @@ async def run_node(config: ClusterConfig, node_id: str, services: Sequence[Servi
         check_bindable(spec.address)
     check_bindable(spec.client_address)
     keyring, tls = load_security(config, node_id)
+    storage = FileStorage(spec.data_dir, fsync=config.fsync)
+    try:  # the storage holds its directory's lock: let go of it however the node ends
+        await _serve(config, node_id, services, storage, keyring, tls)
+    finally:
+        storage.close()
+
+
+async def _serve(
+    config: ClusterConfig,
+    node_id: str,
+    services: Sequence[Service],
+    storage: FileStorage,
+    keyring: KeyRing | None,
+    tls: TlsContexts | None,
+) -> None:
+    spec = config.nodes[node_id]
     authenticator = None
     if keyring is not None and config.security.authenticate_frames:
         authenticator = FrameAuthenticator(keyring, skew=config.security.frame_skew_s)
-    storage = FileStorage(spec.data_dir, fsync=config.fsync)
     raft_config = RaftConfig(
         id=node_id,
         voters=config.initial_voters,
@@ -173,28 +188,25 @@ async def run_node(config: ClusterConfig, node_id: str, services: Sequence[Servi
         transport.stats,
         lambda: runtime.is_leader,
     )
-    try:
-        async with anyio.create_task_group() as group:
-            await group.start(runtime.run)
-            await group.start(clients.serve, group)
-            group.start_soon(gateway.run_clock)
-            for service in services:
-                group.start_soon(service, parts)
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                log.info(  # once it stops gracefully on a signal
-                    "event=node_started node=%s transport=%s address=%s client_address=%s",
+    async with anyio.create_task_group() as group:
+        await group.start(runtime.run)
+        await group.start(clients.serve, group)
+        group.start_soon(gateway.run_clock)
+        for service in services:
+            group.start_soon(service, parts)
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            log.info(  # once it stops gracefully on a signal
+                "event=node_started node=%s transport=%s address=%s client_address=%s",
+                node_id,
+                config.transport,
+                spec.address,
+                spec.client_address,
+            )
+            async for received in signals:
+                log.info(
+                    "event=node_stopping node=%s signal=%s",
                     node_id,
-                    config.transport,
-                    spec.address,
-                    spec.client_address,
+                    signal.Signals(received).name,
                 )
-                async for received in signals:
-                    log.info(
-                        "event=node_stopping node=%s signal=%s",
-                        node_id,
-                        signal.Signals(received).name,
-                    )
-                    group.cancel_scope.cancel()
-                    break
-    finally:
-        storage.close()
+                group.cancel_scope.cancel()
+                break

@@ -12,8 +12,9 @@ started it). Two kinds of owner use it:
   while they run (pid_file.py), where `cluster down --dir` finds them if the harness itself dies.
 - commands that start nodes and exit (`cluster up`, `members add`, the demo's `--keep`): they
   keep the pids in that file; `stop_nodes` stops such processes by pid, the same way, but only
-  a pid that still runs that node's command line (/proc/PID/cmdline): a pid file outlives its
-  processes (a crash, a reboot), and their pids may since belong to something else.
+  a pid that still runs that node's command line for that cluster file (/proc/PID/cmdline and
+  cwd): a pid file outlives its processes (a crash, a reboot), and their pids may since belong
+  to something else, another cluster's node included.
 """
 
 from __future__ import annotations
@@ -54,25 +55,36 @@ def process_alive(pid: int) -> bool:
     return reaped == 0
 
 
-def is_node_process(pid: int, node: str) -> bool:
-    """Whether `pid` runs `node`'s node process, as started by node_argv; where there
-    is no /proc to tell, whether it runs at all."""
+def is_node_process(pid: int, node: str, config: Path) -> bool:
+    """Whether `pid` runs `node`'s node process of the cluster file `config`, as started by
+    node_argv; where there is no /proc to tell, whether it runs at all."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
     except FileNotFoundError:
         return not Path("/proc/self").exists() and process_alive(pid)
     except OSError:
         return False
-    if NODE_MODULE.encode() not in argv or b"--id" not in argv[:-1]:
+    if NODE_MODULE.encode() not in argv:
         return False
-    return argv[argv.index(b"--id") + 1] == node.encode()
+    given = {
+        flag: argv[at + 1].decode(errors="replace")
+        for at, flag in enumerate(argv[:-1])
+        if flag in (b"--id", b"--config")
+    }
+    named = given.get(b"--config")
+    return (
+        given.get(b"--id") == node
+        and named is not None
+        and ((cwd / named).resolve() == config.resolve())
+    )
 
 
-def stop_nodes(pids: Mapping[str, int], grace: float = STOP_GRACE) -> list[str]:
-    """Stop the node processes in `pids` (node -> pid): SIGCONT and SIGTERM each, then SIGKILL
-    whichever still runs after `grace` seconds. A pid that no longer runs its node's process
-    is left alone; those nodes are returned."""
-    stale = [node for node, pid in pids.items() if not is_node_process(pid, node)]
+def stop_nodes(pids: Mapping[str, int], config: Path, grace: float = STOP_GRACE) -> list[str]:
+    """Stop the node processes in `pids` (node -> pid) of the cluster file `config`: SIGCONT and
+    SIGTERM each, then SIGKILL whichever still runs after `grace` seconds. A pid that no longer
+    runs that node's process of that cluster is left alone; those nodes are returned."""
+    stale = [node for node, pid in pids.items() if not is_node_process(pid, node, config)]
     _stop([pid for node, pid in pids.items() if node not in stale], grace)
     return stale
 

@@ -363,7 +363,12 @@ class NodeRuntime:
         is on its way gets that one's answer: each costs every node a hash of its whole state,
         so a burst of requests makes one entry. Raises like `propose`."""
         shared = self._checkpoint
-        if shared is None or shared[2].done.is_set() or shared[1] != self.raft.term:
+        if (
+            shared is None
+            or shared[2].done.is_set()
+            or shared[1] != self.raft.term
+            or not self.is_leader  # one that stepped down: proposing raises NotLeader
+        ):
             index = self.raft.propose_checkpoint()
             shared = self._checkpoint = (index, self.raft.term, self._await_applied(index, timeout))
         index, term, outcome = shared
