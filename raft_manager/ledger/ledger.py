@@ -54,7 +54,7 @@ class Ledger:
         self.timers = Timers()
         self.tasks = TaskBook(
             self.timers,
-            round(self.config.finished_task_retention_seconds * 1000),
+            _ms(self.config.finished_task_retention_seconds),
             self.config.max_finished_tasks,
         )
         self.agents = AgentBook(self.timers, _ms(self.config.dead_agent_retention_seconds))
@@ -64,10 +64,10 @@ class Ledger:
         )
         self.sessions = SessionTable(
             self.timers,
-            round(self.config.session_timeout_seconds * 1000),
+            _ms(self.config.session_timeout_seconds),
             self.config.max_results_per_session,
         )
-        self.crdt = CrdtLog(self.timers, round(self.config.crdt_dedupe_seconds * 1000))
+        self.crdt = CrdtLog(self.timers, _ms(self.config.crdt_dedupe_seconds))
         self.cursors = Cursors()
         self.feed = Feed(self.config.feed_keep)
         self.now = 0  # ms: the largest entry timestamp applied so far
