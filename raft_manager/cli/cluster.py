@@ -184,9 +184,10 @@ def down_command(
         stale = stop_nodes(pids, directory / "cluster.toml")
         pid_file.delete()
     if as_json:
-        rows = [({"id": node, "pid": pid}, node in stale) for node, pid in pids.items()]
-        stopped = [row for row, left in rows if not left]
-        typer.echo(json.dumps({"stopped": stopped, "stale": [row for row, left in rows if left]}))
+        rows: dict[str, list[dict[str, object]]] = {"stopped": [], "stale": []}
+        for node, pid in pids.items():
+            rows["stale" if node in stale else "stopped"].append({"id": node, "pid": pid})
+        typer.echo(json.dumps(rows))
         return
     if not pids:
         typer.echo(f"no running cluster recorded in {directory}")

@@ -14,7 +14,6 @@ enter the log. `LedgerConfig` holds the settings every replica must share.
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal
 
 import pydantic_core
@@ -32,6 +31,7 @@ from pydantic import (
 )
 
 from .errors import LedgerError
+from .json_values import finite
 
 Args = dict[str, Any]
 """A command as the log holds it: the model's `model_dump`, every field present. The state
@@ -71,28 +71,13 @@ DEFAULT_MAX_PAYLOAD_BYTES = LedgerConfig().max_payload_bytes
 def _check_size(value: Any, info: ValidationInfo) -> Any:
     """At most `max_payload_bytes` of JSON (compact, UTF-8: as the value is stored), and no
     NaN or infinity (JSON has none: the value would be stored as null)."""
-    if not _finite(value):
+    if not finite(value):
         raise ValueError("NaN and infinity are not finite numbers: JSON has no such value")
     limit = (info.context or {}).get("max_payload_bytes", DEFAULT_MAX_PAYLOAD_BYTES)
     size = len(pydantic_core.to_json(value))
     if size > limit:
         raise ValueError(f"{size} bytes of JSON, more than the {limit} allowed")
     return value
-
-
-def _finite(value: Any) -> bool:
-    """Does the JSON value hold no NaN or infinity (walked without recursion)?"""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if type(item) is float:
-            if not math.isfinite(item):
-                return False
-        elif isinstance(item, dict):
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return True
 
 
 class TaskSubmit(_Command):

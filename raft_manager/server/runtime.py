@@ -354,7 +354,7 @@ class NodeRuntime:
     async def change_membership(self, change: ConfChange, timeout: float = 5.0) -> None:
         """Make one membership change and wait until it is committed and applied. Raises
         NotLeader, ConfChangeRejected, ProposalLost or TimeoutError."""
-        await self._applied(self.raft.propose_conf_change(change), timeout)
+        await self._await_applied(self.raft.propose_conf_change(change), timeout).wait()
 
     async def checkpoint(self, timeout: float = 5.0) -> dict[str, Any]:
         """Propose a checkpoint and wait until it is applied here; returns {"index", "term",
@@ -374,13 +374,9 @@ class NodeRuntime:
         index, term, outcome = shared
         return {"index": index, "term": term, "digest": await outcome.wait()}
 
-    async def _applied(self, index: int, timeout: float) -> Any:
-        """Wait until the entry this node just proposed at `index` is applied; return what
-        applying it gave. Raises ProposalLost or TimeoutError."""
-        return await self._await_applied(index, timeout).wait()
-
     def _await_applied(self, index: int, timeout: float) -> _Outcome:
-        """What applying the entry this node just proposed at `index` gives, once it does."""
+        """What applying the entry this node just proposed at `index` gives, once it does
+        (its wait() raises ProposalLost or TimeoutError)."""
         outcome = _Outcome()
         deadline = time.monotonic() + timeout
         self._proposals[index] = _Pending(deadline, outcome, self.raft.term, time.perf_counter())

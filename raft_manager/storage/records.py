@@ -54,6 +54,7 @@ _HARD_STATE = struct.Struct("<QQH")
 _MARKER = struct.Struct("<QQ")
 _ENTRIES = struct.Struct("<QI")
 _ENTRY_TYPES = tuple(EntryType)
+_ENTRY_TYPES_PLUS_ONE = (EntryType.NORMAL, *_ENTRY_TYPES)  # by stored byte (0 is refused)
 MAX_PAYLOAD = 1 << 31
 
 FLAG_HARD_STATE = 1
@@ -192,7 +193,7 @@ def decode_ready(payload: memoryview, skip_through: int = 0) -> ReadyRecord:
             if flags & FLAG_PLUS_ONE:
                 if 0 in types or 0 in lengths:
                     raise RecordError("an entry type or length of zero where one is added")
-                entry_types = (EntryType.NORMAL, *_ENTRY_TYPES)  # byte 0 refused just above
+                entry_types = _ENTRY_TYPES_PLUS_ONE
                 lengths = tuple(length - 1 for length in lengths)
             if offset + sum(lengths) != len(payload):
                 raise RecordError("entry lengths do not add up to the payload")
